@@ -1,0 +1,24 @@
+"""The hot-path functions: the compiled extension when built, else its pure-Python twin.
+
+`ROUTER_NO_EXTENSIONS=1` forces the twin (the parity tests and benchmarks import both directly).
+"""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("ROUTER_NO_EXTENSIONS") == "1":
+    from router._fastpath_py import estimate_tokens, fnv1a_64
+
+    COMPILED = False
+else:
+    try:
+        from router._fastpath import estimate_tokens, fnv1a_64  # type: ignore[no-redef]
+
+        COMPILED = True
+    except ImportError:
+        from router._fastpath_py import estimate_tokens, fnv1a_64
+
+        COMPILED = False
+
+__all__ = ["COMPILED", "estimate_tokens", "fnv1a_64"]

@@ -1,0 +1,48 @@
+"""The request flow, top to bottom: resolve the target → execute → hand back a stream of chunks.
+
+The HTTP layer calls `Pipeline.chat` with a wire-neutral request and gets back an `Outcome` whose first chunk has
+already arrived: anything that fails before the first token (bad request, unknown model, engine failure) raises
+here and becomes a proper HTTP error; after that the answer streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from router.registry import ModelRegistry
+from router.types import ChatRequest, Chunk
+
+
+@dataclass(slots=True)
+class Outcome:
+    model: str
+    first: Chunk
+    rest: AsyncIterator[Chunk]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        yield self.first
+        async for chunk in self.rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.rest.aclose()  # type: ignore[attr-defined]
+
+
+class Pipeline:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    async def chat(self, request: ChatRequest) -> Outcome:
+        model = request.model
+        engine = self.registry.get(model)
+        stream = engine.generate(request)
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            first = Chunk(finish_reason="stop")
+        except BaseException:
+            await stream.aclose()  # type: ignore[attr-defined]
+            raise
+        return Outcome(model=model, first=first, rest=stream, headers={"x-router-model": model})
