@@ -51,6 +51,15 @@ class ModelSettings(_Strict):
     default_max_tokens: int = Field(512, gt=0, description="max_tokens when the request gives none.")
     top_k: int = Field(40, ge=0, description="llama.cpp: top-k truncation applied on top of the request's top_p.")
     min_p: float = Field(0.05, ge=0, le=1, description="llama.cpp: min-p truncation on top of the request's top_p.")
+    # scheduling (in-process engines)
+    n_parallel: int = Field(8, ge=1, le=256, description="Sequences decoded together (continuous batching slots).")
+    max_queue_requests: int = Field(64, ge=0, description="Requests waiting for a slot; beyond → 503/529.")
+    max_queue_tokens: int = Field(65536, ge=0, description="Prompt tokens waiting for a slot; beyond → 503/529.")
+    prefix_reuse: bool = Field(False, description="Reuse the KV of a shared prompt prefix (system prompt).")
+    # vllm
+    dtype: str = Field("auto", description="vllm: weights dtype (auto, bfloat16, float16, float32).")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm: share of GPU memory to use.")
+    pooling: bool = Field(False, description="vllm: the model is an embedding (pooling) model.")
     # openai_http
     base_url: str | None = Field(None, description="openai_http: the upstream's base URL, e.g. http://host:11434/v1")
     upstream_model: str | None = Field(None, description="openai_http: model id sent upstream (default: name).")
