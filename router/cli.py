@@ -7,9 +7,13 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from router import __version__
 from router.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from router.server import Server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,44 +58,35 @@ def serve_forever(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings) -> int:
-    from aiohttp import web
+    from router.server import Server
 
-    from router.app import REGISTRY, build_app
-
-    app = build_app(settings)
-    # handler_cancellation: a client that disconnects cancels its handler, which stops its generation.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+    server = Server(settings)
     try:
-        await site.start()
+        await server.start()
     except OSError as exc:
         print(f"hybrid-router: cannot listen on {settings.server.host}:{settings.server.port}: {exc}", file=sys.stderr)
-        await runner.cleanup()
         return 1
+    for name, why in server.failures.items():
+        print(f"hybrid-router: model {name} failed to start: {why}", file=sys.stderr)
+    print(f"hybrid-router {__version__} serving on {server.base_url}  ·  {_describe_models(server)}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    registry = app[REGISTRY]
-    while not registry.ready and not registry.failures and not stop.is_set():
-        await asyncio.sleep(0.05)
-    host, port = runner.addresses[0][:2]
-    models = ", ".join(
-        f"{m.name} ({m.engine}{', ' + getattr(registry.engines[m.name], 'model_path', '') if m.engine == 'llamacpp' else ''})"
-        for m in settings.models
-    )
-    if registry.failures:
-        for name, why in registry.failures.items():
-            print(f"hybrid-router: model {name} failed to start: {why}", file=sys.stderr)
-    print(
-        f"hybrid-router {__version__} serving on http://{host}:{port}  ·  models: {models}  ·  "
-        f"local default: {settings.local_model}",
-        flush=True,
-    )
     await stop.wait()
-    await runner.cleanup()
+    await server.stop()
     return 0
+
+
+def _describe_models(server: Server) -> str:
+    from router.app import REGISTRY
+
+    engines = server.app[REGISTRY].engines
+    parts = []
+    for m in server.settings.models:
+        where = getattr(engines[m.name], "model_path", None) or m.base_url or m.path or ""
+        parts.append(f"{m.name} (engine {m.engine}: {where})")
+    return f"models: {', '.join(parts)}  ·  local default: {server.settings.local_model}"
 
 
 if __name__ == "__main__":

@@ -41,10 +41,15 @@ class ModelRegistry:
         self.engines: dict[str, Engine] = {m.name: build_engine(m) for m in settings.models}
         self._ready: set[str] = set()
         self.failures: dict[str, str] = {}
+        self.started = asyncio.Event()  # set once every engine has loaded or failed
+
 
     async def start(self) -> None:
         """Start every engine concurrently; a failure is recorded (readyz reports it), not raised."""
-        await asyncio.gather(*(self._start(name, engine) for name, engine in self.engines.items()))
+        try:
+            await asyncio.gather(*(self._start(name, engine) for name, engine in self.engines.items()))
+        finally:
+            self.started.set()
 
     async def _start(self, name: str, engine: Engine) -> None:
         try:

@@ -6,6 +6,7 @@ server it measures, so each chunk costs one orjson.loads and a few dict lookups.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -101,10 +102,8 @@ def _read_router_headers(h: Any, rec: RequestRecord) -> None:
     rec.escalated = esc is not None and esc.lower() in _TRUE
     cost = h.get("x-router-cost-usd")
     if cost is not None:
-        try:
+        with contextlib.suppress(ValueError):
             rec.cost_header = float(cost)
-        except ValueError:
-            pass
 
 
 async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None:

@@ -7,6 +7,7 @@ timer, which would silently inflate the latencies it measures), and every 25th t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -42,10 +43,8 @@ class Monitor:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self.show:
             self._draw(final=True)
 

@@ -142,7 +142,7 @@ class LlamaCppEngine:
         if requested is not None and len(tokens) + requested > n_ctx:
             raise InvalidRequest(
                 f"This model's maximum context length is {n_ctx} tokens. However, you requested "
-                f"{len(tokens) + requested} tokens ({len(tokens)} in the messages, {requested} in the completion).",
+                f"{len(tokens) + requested} tokens ({len(tokens)} in the messages, {requested} in max_tokens).",
                 param="max_tokens",
                 code="context_length_exceeded",
             )

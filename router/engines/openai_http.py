@@ -1,0 +1,274 @@
+"""An external OpenAI-compatible server as an engine: vLLM, llama.cpp's server, Ollama, another gateway.
+
+Every request streams upstream (`stream: true` with usage), whatever the client asked for: the first token
+reaches the pipeline as early as the upstream sends it, and non-streaming answers are gathered by the caller.
+One pooled aiohttp session keeps connections alive across requests. The per-chunk path is one line read, one
+orjson.loads and a few dict lookups; nothing is buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from router.engines.base import Capabilities
+from router.errors import (
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    RateLimited,
+    RouterError,
+    Timeout,
+    UpstreamError,
+)
+from router.types import ChatRequest, Chunk, FinishReason, Message, Usage
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+class OpenAIHTTPEngine:
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        upstream_model: str,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        connect_timeout_s: float = 10.0,
+        max_connections: int = 256,
+    ) -> None:
+        self.name = name
+        self.capabilities = Capabilities(chat=True, json_schema=True)
+        self.upstream_model = upstream_model
+        base = base_url.rstrip("/")
+        self._chat_url = base + "/chat/completions"
+        self._models_url = base + "/models"
+        self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=60)
+            # auto_decompress off: we ask for no compression, and an LLM stream is too small to gain from it.
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def health(self) -> bool:
+        if self._session is None:
+            return False
+        try:
+            async with self._session.get(
+                self._models_url, headers=self._headers, timeout=aiohttp.ClientTimeout(total=5)
+            ) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    # -- generation ------------------------------------------------------------------------------------------
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """The upstream request body for `request`."""
+        s = request.sampling
+        messages = [_message(m) for m in request.messages]
+        body: dict[str, Any] = {
+            "model": self.upstream_model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+        }
+        if s.max_tokens is not None:
+            body["max_tokens"] = s.max_tokens
+        if s.stop:
+            body["stop"] = list(s.stop)
+        if s.seed is not None:
+            body["seed"] = s.seed
+        if s.logprobs:
+            body["logprobs"] = True
+            if s.top_logprobs:
+                body["top_logprobs"] = s.top_logprobs
+        fmt = request.response_format
+        if fmt.type == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif fmt.type == "json_schema":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": fmt.name or "response", "schema": fmt.json_schema or {}},
+            }
+        return body
+
+    async def generate(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        if self._session is None:
+            raise UpstreamError(f"model {self.name!r}: engine not started")
+        timeout = self._timeout
+        if request.deadline is not None:
+            left = request.deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise Timeout("the request's deadline passed before it reached the upstream")
+            if left < self._timeout_s:
+                timeout = aiohttp.ClientTimeout(total=left, sock_connect=self._connect_timeout_s)
+        headers = self._headers
+        if request.request_id:
+            headers = {**headers, "X-Request-Id": request.request_id}
+        try:
+            resp = await self._session.post(
+                self._chat_url, data=orjson.dumps(self.body(request)), headers=headers, timeout=timeout
+            )
+        except aiohttp.ConnectionTimeoutError:
+            raise UpstreamError(f"model {self.name!r}: timed out connecting to the upstream") from None
+        except TimeoutError:
+            raise Timeout(f"model {self.name!r}: the upstream did not answer within the deadline") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"model {self.name!r}: cannot reach the upstream: {exc}") from None
+        complete = False
+        try:
+            if resp.status != 200:
+                raise await self._http_error(resp)
+            finish: FinishReason | None = None
+            usage: Usage | None = None
+            want_logprobs = request.sampling.logprobs
+            # Read to the end of the body even after [DONE]: a fully read response returns its connection to
+            # the pool; one abandoned mid-body would be closed.
+            async for line in resp.content:
+                if not line.startswith(b"data:"):
+                    continue  # blank separators, `event:` lines, `:` keep-alive comments
+                if line.startswith(b"data: [DONE]"):
+                    continue
+                obj = orjson.loads(line[5:])
+                choices = obj.get("choices")
+                if choices:
+                    choice = choices[0]
+                    delta = choice.get("delta")
+                    text = delta.get("content") if delta else None
+                    if text:
+                        yield Chunk(text=text, logprob=_logprob(choice) if want_logprobs else None)
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        finish = _FINISH.get(reason, "stop")
+                elif "error" in obj:
+                    raise _stream_error(self.name, obj["error"])
+                u = obj.get("usage")
+                if u:
+                    usage = Usage(u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0)
+            if finish is None:
+                raise UpstreamError(f"model {self.name!r}: the upstream stream ended before a finish reason")
+            complete = True
+            yield Chunk(finish_reason=finish, usage=usage or Usage())
+        except aiohttp.ServerTimeoutError:
+            raise Timeout(f"model {self.name!r}: the upstream stalled") from None
+        except TimeoutError:
+            raise Timeout(f"model {self.name!r}: the upstream did not finish within the deadline") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"model {self.name!r}: the upstream stream broke: {exc}") from None
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"model {self.name!r}: the upstream sent a malformed chunk: {exc}") from None
+        finally:
+            # Early close (client gone, deadline) or failure: drop the connection so the upstream stops work.
+            if complete:
+                resp.release()
+            else:
+                resp.close()
+
+    async def _http_error(self, resp: aiohttp.ClientResponse) -> RouterError:
+        try:
+            raw = await resp.content.read(_ERROR_BODY_LIMIT)
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+        message, param = _error_message(raw)
+        status = resp.status
+        if status in (400, 422):
+            return InvalidRequest(message or "the upstream rejected the request", param=param)
+        if status == 404:
+            return NotFound(message or f"the upstream has no model {self.upstream_model!r}", param=param)
+        if status == 413:
+            return PayloadTooLarge(message or "the request is too large for the upstream")
+        if status == 429:
+            return RateLimited(message or "the upstream is rate limiting", retry_after=_retry_after(resp.headers))
+        if status in (503, 529):
+            return Overloaded(message or "the upstream is overloaded", retry_after=_retry_after(resp.headers))
+        if status in (408, 504):
+            return Timeout(f"model {self.name!r}: the upstream timed out ({status}): {message}")
+        # 401/403 mean our credentials for the upstream are wrong: the caller's request is not at fault.
+        return UpstreamError(f"model {self.name!r}: the upstream answered {status}: {message or resp.reason}")
+
+
+def _message(m: Message) -> dict[str, str]:
+    if m.name is None:
+        return {"role": m.role, "content": m.content}
+    return {"role": m.role, "content": m.content, "name": m.name}
+
+
+def _logprob(choice: dict[str, Any]) -> float | None:
+    lp = choice.get("logprobs")
+    content = lp.get("content") if lp else None
+    return content[0].get("logprob") if content else None
+
+
+def _error_message(raw: bytes) -> tuple[str, str | None]:
+    """The message (and param) of an upstream error body: OpenAI, Anthropic, FastAPI `detail`, or plain text."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace").strip()[:1000], None
+    if isinstance(obj, dict):
+        err = obj.get("error", obj)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail") or obj.get("detail")
+            return (str(msg) if msg is not None else "", err.get("param"))
+        if isinstance(err, str):
+            return err, None
+    return raw.decode("utf-8", "replace")[:1000], None
+
+
+def _stream_error(name: str, err: Any) -> RouterError:
+    message = err.get("message", "") if isinstance(err, dict) else str(err)
+    kind = err.get("type", "") if isinstance(err, dict) else ""
+    if kind in ("overloaded_error", "server_overloaded"):
+        return Overloaded(message or "the upstream is overloaded")
+    if kind == "rate_limit_error":
+        return RateLimited(message or "the upstream is rate limiting")
+    return UpstreamError(f"model {name!r}: the upstream failed mid-stream: {message}")
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds; an HTTP date is not worth parsing)."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        with contextlib.suppress(ValueError):
+            return float(ms) / 1000
+    value = headers.get("retry-after")
+    if value is not None:
+        try:
+            seconds = float(value)
+        except ValueError:
+            return None
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from router.config import DEFAULT_MODEL_NAME, Settings
+from tests.support.server import ServerThread, running
+
+MODEL = DEFAULT_MODEL_NAME
+
+
+@pytest.fixture(scope="session")
+def router_server() -> Iterator[ServerThread]:
+    """The router on the embedded default model (real SmolLM2 through llama.cpp), shared by the session."""
+    with running(Settings()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def base_url(router_server: ServerThread) -> str:
+    return router_server.base_url
+
+
+@pytest.fixture()
+def openai_client(base_url: str):  # noqa: ANN201
+    import openai
+
+    with openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=60) as client:
+        yield client
