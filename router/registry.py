@@ -43,7 +43,6 @@ class ModelRegistry:
         self.failures: dict[str, str] = {}
         self.started = asyncio.Event()  # set once every engine has loaded or failed
 
-
     async def start(self) -> None:
         """Start every engine concurrently; a failure is recorded (readyz reports it), not raised."""
         try:

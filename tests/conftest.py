@@ -23,7 +23,7 @@ def base_url(router_server: ServerThread) -> str:
 
 
 @pytest.fixture()
-def openai_client(base_url: str):  # noqa: ANN201
+def openai_client(base_url: str):
     import openai
 
     with openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=60) as client:

@@ -73,8 +73,6 @@ class LlamaCppEngine:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if not os.path.isfile(self.model_path):
-            raise EngineError(f"model {self.name!r}: GGUF file not found: {self.model_path}")
         loop = asyncio.get_running_loop()
         self._llama = await loop.run_in_executor(self._worker, self._load)
         template = self.settings.chat_template or self._llama.metadata.get("tokenizer.chat_template")
@@ -86,6 +84,9 @@ class LlamaCppEngine:
 
     def _load(self) -> Any:
         from llama_cpp import Llama  # lazy: the server must import without llama_cpp installed
+
+        if not os.path.isfile(self.model_path):
+            raise EngineError(f"model {self.name!r}: GGUF file not found: {self.model_path}")
 
         s = self.settings
         try:
@@ -122,7 +123,9 @@ class LlamaCppEngine:
         try:
             prompt = self._template.render(request.messages)
         except ValueError as exc:  # the template's own raise_exception: e.g. roles out of order
-            raise InvalidRequest(f"messages rejected by the chat template of {self.name}: {exc}", param="messages")
+            raise InvalidRequest(
+                f"messages rejected by the chat template of {self.name}: {exc}", param="messages"
+            ) from None
         return self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
     def _prepare(self, request: ChatRequest, loop: asyncio.AbstractEventLoop) -> _Job:

@@ -15,7 +15,8 @@ import pytest
 from router import __version__
 from tests.conftest import MODEL
 
-CLI = [shutil.which("hybrid-router") or sys.executable, *([] if shutil.which("hybrid-router") else ["-m", "router.cli"])]
+_EXE = shutil.which("hybrid-router")
+CLI = [_EXE] if _EXE else [sys.executable, "-m", "router.cli"]
 
 
 def test_version() -> None:
@@ -35,9 +36,7 @@ def test_bad_config_fails_start_up_naming_key_and_file(tmp_path: Path) -> None:
 
 @pytest.mark.model
 def test_serve_starts_on_the_embedded_default_and_answers() -> None:
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([*CLI, "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         match = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)

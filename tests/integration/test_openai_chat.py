@@ -40,9 +40,11 @@ def test_max_tokens_bounds_the_answer(openai_client) -> None:
 
 def test_greedy_is_deterministic_and_seed_repeats(openai_client) -> None:
     def ask(**kw: object) -> str:
-        return openai_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=12, **kw).choices[
-            0
-        ].message.content
+        return (
+            openai_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=12, **kw)
+            .choices[0]
+            .message.content
+        )
 
     assert ask(temperature=0) == ask(temperature=0)
     assert ask(temperature=1.0, seed=7) == ask(temperature=1.0, seed=7)

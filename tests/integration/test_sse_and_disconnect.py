@@ -55,8 +55,16 @@ def test_sse_framing_byte_for_byte(base_url: str) -> None:
     expected.append(chunk({}, "length"))
     usage = {"prompt_tokens": chunks[-1]["usage"]["prompt_tokens"], "completion_tokens": 6}
     usage["total_tokens"] = usage["prompt_tokens"] + 6
-    expected.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL,
-                     "choices": [], "usage": usage})
+    expected.append(
+        {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": MODEL,
+            "choices": [],
+            "usage": usage,
+        }
+    )
     wire = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in expected) + b"data: [DONE]\n\n"
     assert raw == wire
     assert cid == "chatcmpl-" + headers["x-request-id"]
@@ -99,7 +107,6 @@ def test_disconnect_stops_generation_within_one_token(router_server) -> None:
     generated = engine.stats.tokens_generated - before[1]
     assert generated < 60, f"{generated} tokens generated for a request abandoned after 3"
     # The engine is free again: the next request is served at once.
-    headers, raw = asyncio.run(
-        _post(router_server.base_url, {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
-    )
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+    _, raw = asyncio.run(_post(router_server.base_url, body))
     assert b'"completion_tokens":3' in raw

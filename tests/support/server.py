@@ -68,7 +68,7 @@ class ServerThread:
         return self.server.base_url
 
     @property
-    def app(self):  # noqa: ANN201 - aiohttp Application
+    def app(self):
         assert self.server is not None
         return self.server.app
 
