@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
+from router.routing.lexicon import (
+    CODE,
+    FEATURES,
+    MATH,
+    MAX_WORD,
+    N_CATEGORIES,
+    REASONING,
+    SYNTHESIS,
+    build_table,
+)
+
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -36,3 +49,147 @@ def estimate_tokens(text: str) -> int:
     if run:
         tokens += 1 + (run - 1) // 5
     return tokens
+
+
+# -- complexity scorer (twin of the compiled one; same integer counting, same float operations in order) -------
+
+_TABLE = build_table()
+_N_TASKS = 10
+
+
+def _script_bit(c: int) -> int:
+    if c < 128:
+        return 1 if (65 <= c <= 90 or 97 <= c <= 122) else 0
+    if 0xC0 <= c <= 0x24F:
+        return 1
+    if 0x370 <= c <= 0x3FF:
+        return 2
+    if 0x400 <= c <= 0x4FF:
+        return 4
+    if 0x590 <= c <= 0x6FF:
+        return 8
+    if 0x900 <= c <= 0xDFF:
+        return 16
+    if 0x3040 <= c <= 0x30FF or 0x4E00 <= c <= 0x9FFF or 0xAC00 <= c <= 0xD7AF:
+        return 32
+    return 0
+
+
+def _cap(v: int, hi: int, div: float) -> float:
+    return float(v if v < hi else hi) / div
+
+
+def _scan(text: str) -> tuple[list[float], int, int]:
+    tokens = run = wlen = fences = ticks = listed = qmarks = mathsym = 0
+    counts = [0] * N_CATEGORIES
+    wh = 0
+    line = 1
+    scripts = 0
+    for ch in text:
+        c = ord(ch)
+        if _is_word(c):
+            run += 1
+        else:
+            if run:
+                tokens += 1 + (run - 1) // 5
+                run = 0
+            if not (c == 32 or 9 <= c <= 13):
+                tokens += 1
+        if 65 <= c <= 90 or 97 <= c <= 122:
+            if wlen < MAX_WORD:
+                wh = (wh << 5) | (c & 31)
+            wlen += 1
+        elif wlen:
+            if wlen <= MAX_WORD:
+                cat = _TABLE.get(wh)
+                if cat is not None:
+                    counts[cat] += 1
+            wlen = 0
+            wh = 0
+        if c == 96:
+            ticks += 1
+            if ticks == 3:
+                fences += 1
+                ticks = 0
+        else:
+            ticks = 0
+        if c == 10:
+            line = 1
+        elif line == 1:
+            if 48 <= c <= 57:
+                line = 2
+            elif c in (45, 42, 0x2022):
+                line = 3
+            elif not (c == 32 or 9 <= c <= 13):
+                line = 0
+        elif line == 2:
+            if c in (46, 41):
+                listed += 1
+                line = 0
+            elif not 48 <= c <= 57:
+                line = 0
+        elif line == 3:
+            if c == 32:
+                listed += 1
+            line = 0
+        if c in (63, 0xFF1F):
+            qmarks += 1
+        elif c in (61, 94, 0x3C0) or 0x2200 <= c <= 0x22FF:
+            mathsym += 1
+        scripts |= _script_bit(c)
+    if run:
+        tokens += 1 + (run - 1) // 5
+    if wlen and wlen <= MAX_WORD:
+        cat = _TABLE.get(wh)
+        if cat is not None:
+            counts[cat] += 1
+    nscripts = bin(scripts).count("1")
+    f = [
+        math.log1p(float(tokens)) / 8.0,
+        _cap(counts[CODE] + 3 * fences, 30, 10.0),
+        _cap(counts[MATH] + mathsym // 4, 20, 5.0),
+        _cap(counts[4] + listed, 20, 5.0),
+        _cap(qmarks, 10, 5.0),
+        _cap(counts[11], 20, 5.0),
+        _cap(counts[12], 10, 5.0),
+        _cap(counts[13], 10, 5.0),
+        float(nscripts - 1 if nscripts > 1 else 0),
+        _cap(counts[7], 10, 5.0),
+        _cap(counts[5], 10, 5.0),
+        _cap(counts[8], 10, 5.0),
+        _cap(counts[9], 10, 5.0),
+        _cap(counts[0] + counts[1] + counts[2] + counts[3], 10, 5.0),
+    ]
+    best, best_count = _N_TASKS, 0
+    for t in range(_N_TASKS):
+        score_t = counts[t]
+        if t == CODE:
+            score_t += 3 * fences
+        elif t == REASONING:
+            score_t += counts[MATH]
+        elif t == SYNTHESIS and tokens >= 3000:
+            score_t += 3
+        if score_t > best_count:
+            best_count, best = score_t, t
+    return f, best, tokens
+
+
+class Scorer:
+    def __init__(self, weights: tuple[float, ...] | list[float]) -> None:
+        if len(weights) != len(FEATURES) + 1:
+            raise ValueError(f"expected {len(FEATURES) + 1} weights (bias first), got {len(weights)}")
+        self._w = [float(w) for w in weights]
+
+    def score(self, text: str) -> tuple[float, int, int]:
+        f, task, tokens = _scan(text)
+        w = self._w
+        z = w[0]
+        for i in range(len(f)):
+            z = z + w[i + 1] * f[i]
+        z = min(max(z, -50.0), 50.0)
+        return 1.0 / (1.0 + math.exp(-z)), task, tokens
+
+
+def features(text: str) -> tuple[tuple[float, ...], int, int]:
+    f, task, tokens = _scan(text)
+    return tuple(f), task, tokens

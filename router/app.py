@@ -20,12 +20,14 @@ from router.http.errors import JSON, api_of, error_response
 from router.http.openai import ChunkEncoder, completion_body, parse_chat_request, parse_json
 from router.pipeline import Outcome, Pipeline
 from router.registry import ModelRegistry
+from router.routing.policy import RoutingPolicy
 from router.types import Completion
 
 log = logging.getLogger("router")
 
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", ModelRegistry)
+POLICY = web.AppKey("policy", RoutingPolicy)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -94,14 +96,26 @@ async def list_models(request: web.Request) -> web.Response:
     created = int(time.time())
     data = [
         {"id": name, "object": "model", "created": created, "owned_by": "hybrid-router"}
-        for name in request.app[REGISTRY].engines
+        for name in request.app[POLICY].model_names
     ]
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
 
 
+async def route(request: web.Request) -> web.Response:
+    """Dry run: the decision for a chat request, without running any model."""
+    body = parse_json(await request.read())
+    body.setdefault("model", "auto")
+    chat = parse_chat_request(body, request.headers)
+    policy = request.app[POLICY]
+    decision = policy.decide(chat)
+    text = "\n".join(m.content for m in chat.messages)
+    payload = {**decision.as_dict(), "features": policy.scorer.explain(text)}
+    return web.Response(body=orjson.dumps(payload), content_type=JSON, headers=decision.headers())
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    chat = parse_chat_request(parse_json(await request.read()))
+    chat = parse_chat_request(parse_json(await request.read()), request.headers)
     chat.request_id = request[REQUEST_ID]
     loop = asyncio.get_running_loop()
     chat.deadline = loop.time() + settings.server.request_timeout_s
@@ -156,19 +170,21 @@ def build_app(settings: Settings) -> web.Application:
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[POLICY] = RoutingPolicy(settings)
     app.on_response_prepare.append(_stamp_request_id)
     app.cleanup_ctx.append(_engines_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/route", route)
     return app
 
 
 async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     registry = ModelRegistry(app[SETTINGS])
     app[REGISTRY] = registry
-    app[PIPELINE] = Pipeline(registry)
+    app[PIPELINE] = Pipeline(registry, app[POLICY])
     # Load models in the background so /healthz answers at once and /readyz tells when they are ready.
     loading = asyncio.create_task(registry.start())
     try:

@@ -30,12 +30,27 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8080)")
     sub.add_parser("bench", help="load-test an OpenAI-compatible endpoint (see `hybrid-router bench --help`)")
+    route = sub.add_parser("route", help="print the routing decision for a prompt, without running any model")
+    route.add_argument("prompt", nargs="?", help="the user prompt (or use --file)")
+    route.add_argument("--file", help="a chat completion request body (JSON)")
+    route.add_argument("--config", help="YAML configuration file")
+    route.add_argument("--model", default="auto", help="model or alias (default: auto)")
+    route.add_argument("--task", help="task hint, as metadata.task")
+    route.add_argument("--quality", help="quality hint: low | standard | high")
+    calibrate = sub.add_parser("calibrate", help="fit the complexity scorer's weights from labelled requests")
+    calibrate.add_argument("--data", required=True, help='JSON lines: {"prompt"|"messages", "label": local|frontier}')
+    calibrate.add_argument("--out", default="weights.json", help="weights file to write (default weights.json)")
+    calibrate.add_argument("--l2", type=float, default=0.1, help="L2 regularisation strength (default 0.1)")
     args = parser.parse_args(argv)
+    if args.command == "calibrate":
+        return _calibrate(args)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"hybrid-router: {exc}", file=sys.stderr)
         return 2
+    if args.command == "route":
+        return _route(args, settings)
     if args.command == "serve":
         server = settings.server.model_copy(
             update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -43,6 +58,68 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(update={"server": server})
         return serve_forever(settings)
     return 2
+
+
+def _route(args: argparse.Namespace, settings: Settings) -> int:
+    import orjson
+
+    from router.errors import RouterError
+    from router.http.openai import parse_chat_request, parse_json
+    from router.routing.policy import RoutingPolicy
+
+    try:
+        if args.file:
+            with open(args.file, "rb") as fh:
+                body = parse_json(fh.read())
+        elif args.prompt is not None:
+            body = {"messages": [{"role": "user", "content": args.prompt}]}
+        else:
+            print("hybrid-router route: give a prompt or --file", file=sys.stderr)
+            return 2
+        body.setdefault("model", args.model)
+        metadata = body.setdefault("metadata", {})
+        if isinstance(metadata, dict):
+            metadata.update({k: v for k, v in (("task", args.task), ("quality", args.quality)) if v})
+        request = parse_chat_request(body)
+        policy = RoutingPolicy(settings)
+        decision = policy.decide(request)
+    except OSError as exc:
+        print(f"hybrid-router route: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except RouterError as exc:
+        print(f"hybrid-router route: {exc.message}", file=sys.stderr)
+        return 2
+    text = "\n".join(m.content for m in request.messages)
+    out = {**decision.as_dict(), "features": policy.scorer.explain(text)}
+    print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from router.routing.calibrate import CalibrationError, fit, load_rows
+
+    try:
+        x, y = load_rows(args.data)
+    except (OSError, CalibrationError) as exc:
+        print(f"hybrid-router calibrate: {exc}", file=sys.stderr)
+        return 2
+    result = fit(x, y, l2=args.l2)
+    meta = {
+        "rows": result.rows,
+        "accuracy_before": result.accuracy_before,
+        "accuracy_after": result.accuracy_after,
+        "log_loss_before": result.log_loss_before,
+        "log_loss_after": result.log_loss_after,
+        "data": str(args.data),
+    }
+    Path(args.out).write_bytes(result.weights.to_json(**meta))
+    print(
+        f"fitted {result.rows} rows: accuracy {result.accuracy_before:.3f} -> {result.accuracy_after:.3f}, "
+        f"log loss {result.log_loss_before:.3f} -> {result.log_loss_after:.3f}; wrote {args.out}"
+    )
+    return 0
 
 
 def serve_forever(settings: Settings) -> int:

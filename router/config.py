@@ -75,6 +75,64 @@ class ModelSettings(_Strict):
         return self
 
 
+class RuleSettings(_Strict):
+    """One routing rule: the first rule whose `when` holds decides the tier (see router/routing/rules.py)."""
+
+    name: str = Field(min_length=1)
+    when: dict[str, Any] = Field(default_factory=dict, description="Tests on request features; {} = always.")
+    tier: Literal["local", "frontier", "advisor"]
+    model: str | None = Field(None, description="A specific model of that tier (default: the tier's default).")
+
+    @model_validator(mode="after")
+    def _compile(self) -> RuleSettings:
+        from router.routing.rules import RuleError, compile_when
+
+        try:
+            compile_when(self.when)
+        except RuleError as exc:
+            raise ValueError(f"rule {self.name!r}: {exc}") from None
+        return self
+
+
+LOCAL_TASK_NAMES = ["classification", "extraction", "summarization", "reranking", "embedding", "transcription"]
+FRONTIER_TASK_NAMES = ["planning", "synthesis", "code", "writing", "reasoning", "validation"]
+
+
+def _default_rules() -> list[RuleSettings]:
+    return [
+        RuleSettings(
+            name="local-tasks",
+            when={"task": LOCAL_TASK_NAMES, "context_tokens": {"lte": 8000}, "quality": {"ne": "high"}},
+            tier="local",
+        ),
+        RuleSettings(name="high-quality", when={"quality": "high"}, tier="frontier"),
+        RuleSettings(name="frontier-tasks", when={"task": FRONTIER_TASK_NAMES}, tier="frontier"),
+        RuleSettings(name="complex", when={"score": {"gte": 0.6}}, tier="frontier"),
+    ]
+
+
+class RoutingSettings(_Strict):
+    default_tier: Literal["local", "frontier", "advisor"] = Field("local", description="When no rule matches.")
+    on_frontier_unavailable: Literal["local", "error"] = Field(
+        "local", description="A frontier decision with no frontier configured: serve locally, or 503."
+    )
+    weights_file: str | None = Field(None, description="Scorer weights from `hybrid-router calibrate`.")
+    weights: dict[str, Any] | None = Field(None, description="Inline weights: {bias: b, weights: {feature: w}}.")
+    rules: list[RuleSettings] = Field(default_factory=_default_rules, description="Evaluated in order.")
+
+    @model_validator(mode="after")
+    def _weights(self) -> RoutingSettings:
+        from router.routing.scoring import Weights
+
+        if self.weights is not None:
+            Weights.from_mapping(self.weights, "routing.weights")
+        names = [r.name for r in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule names: {dupes}")
+        return self
+
+
 def _default_models() -> list[ModelSettings]:
     return [ModelSettings(name=DEFAULT_MODEL_NAME)]
 
@@ -83,6 +141,7 @@ class Settings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: list[ModelSettings] = Field(default_factory=_default_models, min_length=1)
     default_model: str | None = Field(None, description="Model used for `local`; None: the first in `models`.")
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     @model_validator(mode="after")
     def _names(self) -> Settings:
@@ -92,6 +151,9 @@ class Settings(_Strict):
             raise ValueError(f"duplicate model names: {sorted(dupes)}")
         if self.default_model is not None and self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not one of the models: {names}")
+        for rule in self.routing.rules:
+            if rule.tier == "local" and rule.model is not None and rule.model not in names:
+                raise ValueError(f"rule {rule.name!r}: model {rule.model!r} is not one of the models: {names}")
         return self
 
     @property
@@ -126,7 +188,7 @@ def _describe(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
         lines.append(f"  {key}: {msg}")
     return "\n".join(lines)
 

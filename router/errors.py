@@ -12,6 +12,7 @@ code and an error body in the caller's wire format (see `router/http/errors.py`)
     ├── PayloadTooLarge      413
     ├── RateLimited          429  (retry_after)
     ├── Overloaded           503 / Anthropic 529  (retry_after)
+    ├── Unavailable          503  the decided tier is not configured (e.g. no frontier model)
     ├── UpstreamError        502  a frontier or external engine failed (status, type kept)
     ├── EngineError          500  a local engine failed (never caused by input)
     └── Timeout              504  the request's deadline passed
@@ -84,6 +85,12 @@ class Overloaded(RouterError):
     status = 503
     type = "overloaded_error"
     code = "overloaded"
+
+
+class Unavailable(RouterError):
+    status = 503
+    type = "api_error"
+    code = "tier_unavailable"
 
 
 class UpstreamError(RouterError):

@@ -8,17 +8,17 @@ from __future__ import annotations
 import os
 
 if os.environ.get("ROUTER_NO_EXTENSIONS") == "1":
-    from router._fastpath_py import estimate_tokens, fnv1a_64
+    from router._fastpath_py import Scorer, estimate_tokens, features, fnv1a_64
 
     COMPILED = False
 else:
     try:
-        from router._fastpath import estimate_tokens, fnv1a_64  # type: ignore[no-redef]
+        from router._fastpath import Scorer, estimate_tokens, features, fnv1a_64  # type: ignore[no-redef]
 
         COMPILED = True
     except ImportError:
-        from router._fastpath_py import estimate_tokens, fnv1a_64
+        from router._fastpath_py import Scorer, estimate_tokens, features, fnv1a_64
 
         COMPILED = False
 
-__all__ = ["COMPILED", "estimate_tokens", "fnv1a_64"]
+__all__ = ["COMPILED", "Scorer", "estimate_tokens", "features", "fnv1a_64"]

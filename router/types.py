@@ -51,6 +51,11 @@ class ChatRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     request_id: str = ""
     api: Literal["openai", "anthropic"] = "openai"
+    # Routing hints (metadata fields or x-router-* headers) and who is asking.
+    task: str | None = None
+    quality: str = "standard"
+    tenant: str = "default"
+    has_tools: bool = False
     # Event-loop time (`loop.time()`) by which the whole request must be done (None: no deadline).
     deadline: float | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -17,6 +18,8 @@ from router.http.validate import (
     opt_str,
     stop_sequences,
 )
+from router.routing.policy import task_hint
+from router.routing.rules import QUALITIES
 from router.types import ChatRequest, Completion, Message, ResponseFormat, SamplingParams, Usage
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
@@ -91,8 +94,11 @@ def _response_format(value: Any) -> ResponseFormat:
     )
 
 
-def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
-    """Validate an OpenAI chat completion body. Unknown fields are ignored, as SDK `extra_body` may add some."""
+def parse_chat_request(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> ChatRequest:
+    """Validate an OpenAI chat completion body. Unknown fields are ignored, as SDK `extra_body` may add some.
+
+    Routing hints come from `metadata.task` / `metadata.quality` or the `x-router-task` / `x-router-quality`
+    headers (the body wins)."""
     model = opt_str(body, "model", required=True) or ""
     messages = parse_messages(body.get("messages"))
     n = opt_int(body, "n")
@@ -123,6 +129,7 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         metadata = expect_object(metadata, "metadata")
         if any(type(v) is not str for v in metadata.values()):
             raise InvalidRequest("metadata values must be strings", param="metadata")
+    task, quality = routing_hints(metadata or {}, headers or {})
     return ChatRequest(
         model=model,
         messages=messages,
@@ -132,7 +139,24 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         include_usage=include_usage,
         metadata=metadata or {},
         api="openai",
+        task=task,
+        quality=quality,
     )
+
+
+def routing_hints(metadata: Mapping[str, str], headers: Mapping[str, str]) -> tuple[str | None, str]:
+    if "task" in metadata:
+        task = task_hint(metadata["task"], "metadata.task")
+    else:
+        task = task_hint(headers.get("x-router-task"), "x-router-task")
+    quality, param = metadata.get("quality"), "metadata.quality"
+    if quality is None:
+        quality, param = headers.get("x-router-quality"), "x-router-quality"
+    if quality is None or quality == "":
+        quality = "standard"
+    elif quality not in QUALITIES:
+        raise InvalidRequest(f"{param} must be one of {', '.join(QUALITIES)}; got {quality!r}", param=param)
+    return task, quality
 
 
 def _usage(usage: Usage) -> dict[str, int]:

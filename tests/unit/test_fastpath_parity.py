@@ -40,3 +40,43 @@ def test_known_values() -> None:
     assert twin.fnv1a_64(b"a") == 0xAF63DC4C8601EC8C
     assert twin.estimate_tokens("Hello, world!") == 4
     assert twin.estimate_tokens("internationalization") == 4
+
+
+# -- complexity scorer -------------------------------------------------------------------------------------------
+
+from router.routing.scoring import DEFAULT_WEIGHTS, Weights  # noqa: E402
+
+WEIGHTS = (Weights.default().bias, *Weights.default().weights)
+weights = st.lists(st.floats(-20, 20, allow_nan=False), min_size=len(DEFAULT_WEIGHTS) + 1, max_size=15)
+markers = st.sampled_from(
+    ["def ", "```", "\n1. ", "\n- ", "?", "=", "∑", "classify ", "PLAN ", "Traceback", "π", "你好", "Привет", "\x00"]
+)
+mixed_text = st.lists(any_text | markers, max_size=30).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(mixed_text)
+def test_scorer_parity_default_weights(text: str) -> None:
+    assert compiled.Scorer(WEIGHTS).score(text) == twin.Scorer(WEIGHTS).score(text)
+    assert compiled.features(text) == twin.features(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_text, weights)
+def test_scorer_parity_any_weights(text: str, w: list[float]) -> None:
+    a, b = compiled.Scorer(w).score(text), twin.Scorer(w).score(text)
+    assert a == b  # bit-identical floats, not approximately equal
+    assert 0.0 <= a[0] <= 1.0
+
+
+def test_scorer_parity_on_a_megabyte() -> None:
+    text = ("Explain why this code fails: ```def f(x): return x / 0``` and fix it? 1. step\n- bullet π 你好 " * 12000)[
+        : 1 << 20
+    ]
+    assert compiled.Scorer(WEIGHTS).score(text) == twin.Scorer(WEIGHTS).score(text)
+
+
+def test_wrong_weight_count_is_rejected() -> None:
+    for impl in (compiled, twin):
+        with pytest.raises(ValueError, match="expected 15 weights"):
+            impl.Scorer([1.0, 2.0])

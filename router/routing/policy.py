@@ -1,0 +1,137 @@
+"""The routing decision: model alias → (task, score, features) → first matching rule → Decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.config import Settings
+from router.errors import NotFound, Unavailable
+from router.routing.rules import RouteFeatures, compile_when, matches
+from router.routing.scoring import ComplexityScorer, Weights
+from router.routing.taxonomy import Task
+from router.types import ChatRequest
+
+ALIASES = ("auto", "local", "frontier")
+
+
+@dataclass(slots=True)
+class Decision:
+    tier: str  # the tier that serves: local | frontier | advisor
+    model: str | None  # the model that serves (None: the tier's default)
+    rule: str  # what decided: a rule name, "default", "alias:local", "explicit-model"
+    task: str
+    task_source: str  # explicit | endpoint | inferred
+    score: float
+    context_tokens: int
+    reason: str | None = None  # set when the decision was changed, e.g. "frontier-unavailable"
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "x-router-tier": self.tier,
+            "x-router-task": self.task,
+            "x-router-score": f"{self.score:.4f}",
+            "x-router-rule": self.rule,
+            "x-router-model": self.model or "",
+        }
+        if self.reason:
+            headers["x-router-reason"] = self.reason
+        return headers
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "tier": self.tier,
+            "model": self.model,
+            "rule": self.rule,
+            "task": self.task,
+            "task_source": self.task_source,
+            "score": round(self.score, 6),
+            "context_tokens": self.context_tokens,
+            "reason": self.reason,
+        }
+
+
+class RoutingPolicy:
+    def __init__(self, settings: Settings, frontier_models: tuple[str, ...] = ()) -> None:
+        routing = settings.routing
+        weights = Weights.default()
+        if routing.weights_file:
+            weights = Weights.load(routing.weights_file)
+        if routing.weights is not None:
+            weights = Weights.from_mapping(routing.weights, "routing.weights")
+        self.scorer = ComplexityScorer(weights)
+        self.rules = tuple((r.name, compile_when(r.when), r.tier, r.model) for r in routing.rules)
+        self.default_tier = routing.default_tier
+        self.on_frontier_unavailable = routing.on_frontier_unavailable
+        self.local_models = frozenset(m.name for m in settings.models)
+        self.local_default = settings.local_model
+        self.frontier_models = frontier_models
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return (*ALIASES, *sorted(self.local_models), *self.frontier_models)
+
+    def decide(self, request: ChatRequest) -> Decision:
+        model = request.model
+        if model not in self.local_models and model not in ALIASES and model not in self.frontier_models:
+            raise NotFound(
+                f"The model {model!r} does not exist. Use auto, local, frontier or one of: "
+                f"{', '.join(sorted(self.local_models) + list(self.frontier_models))}",
+                param="model",
+                code="model_not_found",
+            )
+        text = "\n".join(m.content for m in request.messages)
+        scored = self.scorer.score(text)
+        task, source = (request.task, "explicit") if request.task else (scored.task.value, "inferred")
+        if model in self.local_models:
+            return Decision("local", model, "explicit-model", task, source, scored.score, scored.tokens)
+        if model in self.frontier_models:
+            return self._available(
+                Decision("frontier", model, "explicit-model", task, source, scored.score, scored.tokens)
+            )
+        if model != "auto":
+            decision = Decision(model, None, f"alias:{model}", task, source, scored.score, scored.tokens)
+            return self._available(decision)
+        features = RouteFeatures(
+            task=task,
+            context_tokens=scored.tokens,
+            score=scored.score,
+            quality=request.quality,
+            tenant=request.tenant,
+            has_tools=request.has_tools,
+            has_response_format=request.response_format.type != "text",
+            message_count=len(request.messages),
+            stream=request.stream,
+        )
+        tier, target, rule = self.default_tier, None, "default"
+        for name, tests, rule_tier, rule_model in self.rules:
+            if matches(tests, features):
+                tier, target, rule = rule_tier, rule_model, name
+                break
+        return self._available(Decision(tier, target, rule, task, source, scored.score, scored.tokens))
+
+    def _available(self, decision: Decision) -> Decision:
+        """Fill in the serving model; apply on_frontier_unavailable when the frontier tier has nothing."""
+        if decision.tier == "local":
+            decision.model = decision.model or self.local_default
+            return decision
+        if self.frontier_models:
+            decision.model = decision.model or self.frontier_models[0]
+            return decision
+        if self.on_frontier_unavailable == "error":
+            raise Unavailable(
+                f"this request was routed to the {decision.tier} tier (rule {decision.rule!r}) but no frontier "
+                "model is configured; configure one, or set routing.on_frontier_unavailable: local"
+            )
+        decision.tier, decision.model, decision.reason = "local", self.local_default, "frontier-unavailable"
+        return decision
+
+
+def task_hint(value: str | None, param: str) -> str | None:
+    """Validate a task named by the client (metadata.task or x-router-task)."""
+    from router.errors import InvalidRequest
+
+    if value is None or value == "":
+        return None
+    if value not in Task._value2member_map_:
+        raise InvalidRequest(f"{param} must be one of {', '.join(t.value for t in Task)}; got {value!r}", param=param)
+    return value
