@@ -170,6 +170,21 @@ cdef inline void _step_markers(_State* st, unsigned int c) noexcept nogil:
         st.scripts |= _script_bit(c)
 
 
+cdef inline void _step_all(_State* st, unsigned int c) noexcept nogil:
+    # Letters are most of any text: handle them with one table load and no branches on the state.
+    if c < 128 and (_ascii[c] & C_LETTER):
+        st.run += 1
+        if st.wlen < MAX_WORD:
+            st.wh = (st.wh << 5) | (c & 31)
+        st.wlen += 1
+        st.scripts |= 1
+        st.ticks = 0
+        st.line = 0
+        return
+    _step_tokens(st, c)
+    _step_markers(st, c)
+
+
 cdef inline void _run(str text, _State* st, bint markers) noexcept:
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
@@ -179,22 +194,28 @@ cdef inline void _run(str text, _State* st, bint markers) noexcept:
     cdef const uint32_t* p4
     if kind == 1:
         p1 = <const uint8_t*>data
-        for i in range(n):
-            _step_tokens(st, p1[i])
-            if markers:
-                _step_markers(st, p1[i])
+        if markers:
+            for i in range(n):
+                _step_all(st, p1[i])
+        else:
+            for i in range(n):
+                _step_tokens(st, p1[i])
     elif kind == 2:
         p2 = <const uint16_t*>data
-        for i in range(n):
-            _step_tokens(st, p2[i])
-            if markers:
-                _step_markers(st, p2[i])
+        if markers:
+            for i in range(n):
+                _step_all(st, p2[i])
+        else:
+            for i in range(n):
+                _step_tokens(st, p2[i])
     else:
         p4 = <const uint32_t*>data
-        for i in range(n):
-            _step_tokens(st, p4[i])
-            if markers:
-                _step_markers(st, p4[i])
+        if markers:
+            for i in range(n):
+                _step_all(st, p4[i])
+        else:
+            for i in range(n):
+                _step_tokens(st, p4[i])
 
 
 cdef inline Py_ssize_t _slot(uint64_t code) noexcept nogil:

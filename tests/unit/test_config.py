@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config import DEFAULT_MODEL_NAME, ConfigError, load_settings
+from router.config import DEFAULT_MODEL_NAME, ConfigError, Settings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -72,7 +72,8 @@ def test_example_config_is_valid_and_documents_every_option() -> None:
     example = Path(__file__).parents[2] / "deploy" / "router.example.yaml"
     settings = load_settings(example, environ={})
     text = example.read_text()
-    for section in ("server", "models"):
-        model = type(getattr(settings, section)) if section == "server" else type(settings.models[0])
+    assert settings.routing == Settings().routing  # the example shows the defaults
+    for model in (type(settings), type(settings.server), type(settings.models[0]), type(settings.routing),
+                  type(settings.routing.rules[0])):
         for field in model.model_fields:
-            assert f"{field}:" in text, f"{section}.{field} is not documented in {example.name}"
+            assert f"{field}:" in text, f"{model.__name__}.{field} is not documented in {example.name}"
