@@ -15,19 +15,23 @@ from aiohttp import web
 
 from router.config import Settings
 from router.errors import InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, RouterError, Timeout
+from router.frontier.tier import FrontierTier
 from router.http import sse
+from router.http.anthropic import parse_messages_request
 from router.http.errors import JSON, api_of, error_response
-from router.http.openai import ChunkEncoder, completion_body, parse_chat_request, parse_json
-from router.pipeline import Outcome, Pipeline
+from router.http.openai import parse_chat_request, parse_json
+from router.http.writers import writer_for
+from router.pipeline import Pipeline
 from router.registry import ModelRegistry
 from router.routing.policy import RoutingPolicy
-from router.types import Completion
+from router.types import ChatRequest, Completion
 
 log = logging.getLogger("router")
 
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", ModelRegistry)
 POLICY = web.AppKey("policy", RoutingPolicy)
+FRONTIER = web.AppKey("frontier", FrontierTier)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -114,17 +118,23 @@ async def route(request: web.Request) -> web.Response:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    chat = parse_chat_request(parse_json(await request.read()), request.headers)
+    return await _answer(request, parse_chat_request(parse_json(await request.read()), request.headers))
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await _answer(request, parse_messages_request(parse_json(await request.read()), request.headers))
+
+
+async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse:
+    """Run one chat request through the pipeline and answer in the caller's wire format."""
     chat.request_id = request[REQUEST_ID]
-    loop = asyncio.get_running_loop()
-    chat.deadline = loop.time() + settings.server.request_timeout_s
+    chat.deadline = asyncio.get_running_loop().time() + request.app[SETTINGS].server.request_timeout_s
     try:
         async with asyncio.timeout_at(chat.deadline):
             outcome = await request.app[PIPELINE].chat(chat)
     except TimeoutError:
         raise Timeout("the request did not start within its deadline") from None
-    completion_id = "chatcmpl-" + chat.request_id
+    writer = writer_for(chat, outcome.model)
     if not chat.stream:
         async with aclosing(outcome.rest):
             try:
@@ -132,32 +142,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                     result = await Completion.gather(outcome.chunks())
             except TimeoutError:
                 raise Timeout("the request did not finish within its deadline") from None
-        return web.Response(
-            body=completion_body(completion_id, outcome.model, result), content_type=JSON, headers=outcome.headers
-        )
-    return await _stream_openai(
-        request, outcome, ChunkEncoder(completion_id, outcome.model, chat.include_usage), chat.deadline
-    )
-
-
-async def _stream_openai(
-    request: web.Request, outcome: Outcome, encoder: ChunkEncoder, deadline: float
-) -> web.StreamResponse:
+        return web.Response(body=writer.body(result), content_type=JSON, headers=outcome.headers)
     response = web.StreamResponse(headers={**sse.HEADERS, **outcome.headers})
     await response.prepare(request)
     async with aclosing(outcome.rest):
         try:
-            async with asyncio.timeout_at(deadline):
-                await response.write(encoder.first())
+            async with asyncio.timeout_at(chat.deadline):
+                await response.write(writer.start())
                 async for chunk in outcome.chunks():
-                    if chunk.text:
-                        await response.write(encoder.delta(chunk.text))
-                    if chunk.finish_reason is not None:
-                        await response.write(encoder.finish(chunk.finish_reason, chunk.usage))
+                    await response.write(writer.chunk(chunk))
         except TimeoutError:
-            await response.write(encoder.error("the request exceeded its deadline", "timeout_error", "timeout"))
+            await response.write(writer.error(Timeout("the request exceeded its deadline")))
         except RouterError as exc:  # failed after the first byte: end the stream with an in-band error
-            await response.write(encoder.error(exc.message, exc.type, exc.code))
+            await response.write(writer.error(exc))
     return response
 
 
@@ -170,13 +167,15 @@ def build_app(settings: Settings) -> web.Application:
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
-    app[POLICY] = RoutingPolicy(settings)
+    app[FRONTIER] = FrontierTier(settings.frontier)
+    app[POLICY] = RoutingPolicy(settings, frontier_models=app[FRONTIER].names)
     app.on_response_prepare.append(_stamp_request_id)
     app.cleanup_ctx.append(_engines_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/route", route)
     return app
 
@@ -184,12 +183,14 @@ def build_app(settings: Settings) -> web.Application:
 async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     registry = ModelRegistry(app[SETTINGS])
     app[REGISTRY] = registry
-    app[PIPELINE] = Pipeline(registry, app[POLICY])
+    frontier = app[FRONTIER]
+    app[PIPELINE] = Pipeline(app[SETTINGS], registry, app[POLICY], frontier)
     # Load models in the background so /healthz answers at once and /readyz tells when they are ready.
     loading = asyncio.create_task(registry.start())
+    await frontier.start()  # clients only: quick, and a provider that cannot start is reported, not fatal
     try:
         yield
     finally:
         loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
-        await registry.aclose()
+        await asyncio.gather(registry.aclose(), frontier.aclose())

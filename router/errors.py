@@ -25,6 +25,7 @@ class RouterError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    retryable: bool = False  # a retry (or another provider) may succeed: overload, rate limit, 5xx, timeout
 
     def __init__(
         self,
@@ -79,12 +80,14 @@ class RateLimited(RouterError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    retryable = True
 
 
 class Overloaded(RouterError):
     status = 503
     type = "overloaded_error"
     code = "overloaded"
+    retryable = True
 
 
 class Unavailable(RouterError):
@@ -97,6 +100,7 @@ class UpstreamError(RouterError):
     status = 502
     type = "api_error"
     code = "upstream_error"
+    retryable = True
 
 
 class EngineError(RouterError):
@@ -109,3 +113,4 @@ class Timeout(RouterError):
     status = 504
     type = "timeout_error"
     code = "timeout"
+    retryable = True

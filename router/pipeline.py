@@ -1,18 +1,31 @@
-"""The request flow, top to bottom: decide the route → execute → hand back a stream of chunks.
+"""The request flow, top to bottom: route → execute on the decided tier → hand back a stream of chunks.
 
-The HTTP layer calls `Pipeline.chat` with a wire-neutral request and gets back an `Outcome` whose first chunk has
-already arrived: anything that fails before the first token (bad request, unknown model, engine failure) raises
-here and becomes a proper HTTP error; after that the answer streams.
+    decide (policy, microseconds)
+      ├─ local     generate; for `auto` requests judge the answer first and escalate to the frontier when it
+      │            errors, is unsure (token logprobs) or breaks its JSON schema
+      ├─ frontier  compress long context locally → stream from the provider with retries, fallbacks and
+      │            breakers (before the first byte only) → last resort: the local tier
+      └─ advisor   local draft → frontier review → the approved draft or the frontier's correction
+
+`Pipeline.chat` returns an `Outcome` whose first chunk has already arrived: anything that fails before the first
+token becomes a proper HTTP error; after that the answer streams, and a failure ends it with an in-band error.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
 
+from router.config import Settings
+from router.engines.base import Engine
+from router.errors import InvalidRequest, RouterError, Timeout
+from router.frontier import advisor, escalation
+from router.frontier.compression import compress
+from router.frontier.tier import FrontierTier
 from router.registry import ModelRegistry
 from router.routing.policy import Decision, RoutingPolicy
-from router.types import ChatRequest, Chunk
+from router.types import ChatRequest, Chunk, Completion, Message, SamplingParams
 
 
 @dataclass(slots=True)
@@ -32,19 +45,191 @@ class Outcome:
         await self.rest.aclose()  # type: ignore[attr-defined]
 
 
+async def _replay(chunks: Iterable[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+def replayed(model: str, decision: Decision, completion: Completion, headers: dict[str, str]) -> Outcome:
+    """An Outcome for an answer already complete (buffered local answer, advisor verdict, cache hit)."""
+    chunks = completion.chunks()
+    return Outcome(model, decision, chunks[0], _replay(chunks[1:]), headers)
+
+
 class Pipeline:
-    def __init__(self, registry: ModelRegistry, policy: RoutingPolicy) -> None:
+    def __init__(self, settings: Settings, registry: ModelRegistry, policy: RoutingPolicy, frontier: FrontierTier):
+        self.settings = settings
         self.registry = registry
         self.policy = policy
+        self.frontier = frontier
+        self.escalation = settings.frontier.escalation
 
     async def chat(self, request: ChatRequest) -> Outcome:
-        # 1. route: which tier and model, and why (microseconds; no model involved)
         decision = self.policy.decide(request)
-        # 2. execute on the decided tier (only the local tier exists so far)
+        if decision.tier == "frontier":
+            return await self._frontier(request, decision, decision.headers())
+        if decision.tier == "advisor":
+            return await self._advisor(request, decision)
+        return await self._local(request, decision)
+
+    # -- local tier ----------------------------------------------------------------------------------------------
+
+    async def _local(self, request: ChatRequest, decision: Decision) -> Outcome:
         model = decision.model or self.policy.local_default
-        engine = self.registry.get(model)
-        stream = engine.generate(request)
-        # 3. wait for the first chunk, so failures before any byte is sent become proper HTTP errors
+        if request.tools:
+            raise InvalidRequest(
+                f"tools need a frontier model; {model!r} is local (route with model 'auto' or 'frontier')",
+                param="tools",
+            )
+        if request.sampling.top_logprobs:
+            raise InvalidRequest("top_logprobs is not supported by local models", param="top_logprobs")
+        headers = decision.headers()
+        may_escalate = self._may_escalate(decision)
+        if not may_escalate or (request.stream and self.escalation.streaming == "passthrough"):
+            try:
+                engine = self.registry.get(model)
+                return await self._start(model, decision, engine.generate(request), headers)
+            except RouterError as exc:
+                if may_escalate and self._escalates_on(exc):
+                    return await self._escalate(request, decision, "error", None)
+                raise
+        # Judge the whole local answer before the first byte: a bad one is replaced, never half-sent.
+        try:
+            engine = self.registry.get(model)
+            answer = await self._local_answer(engine, request, want_logprobs=True)
+        except RouterError as exc:
+            if self._escalates_on(exc):
+                return await self._escalate(request, decision, "error", None)
+            raise
+        if escalation.low_confidence(answer, self.escalation):
+            return await self._escalate(request, decision, "confidence", answer)
+        if escalation.schema_failure(answer, request.response_format):
+            for _ in range(self.escalation.schema_retries):
+                answer = await self._local_answer(engine, request, want_logprobs=True)
+                if not escalation.schema_failure(answer, request.response_format):
+                    break
+            else:
+                return await self._escalate(request, decision, "schema", answer)
+        if not request.sampling.logprobs:
+            answer.logprobs = answer.logprob_texts = None
+        return replayed(model, decision, answer, headers)
+
+    def _may_escalate(self, decision: Decision) -> bool:
+        # Only requests the router chose to serve locally: an explicit model or the `local` alias is the
+        # client's choice, and a frontier decision already served locally has nowhere better to go.
+        return (
+            self.escalation.enabled
+            and bool(self.frontier.names)
+            and decision.rule not in ("explicit-model", "alias:local")
+            and decision.reason is None
+        )
+
+    def _escalates_on(self, exc: RouterError) -> bool:
+        return self.escalation.on_error and not isinstance(exc, InvalidRequest)
+
+    async def _local_answer(self, engine: Engine, request: ChatRequest, want_logprobs: bool = False) -> Completion:
+        logprobs = want_logprobs and engine.capabilities.logprobs
+        local = replace(request, sampling=replace(request.sampling, logprobs=request.sampling.logprobs or logprobs))
+        stream = engine.generate(local)
+        try:
+            async with asyncio.timeout(self.escalation.local_timeout_s):
+                return await Completion.gather(stream)
+        except TimeoutError:
+            raise Timeout("the local model did not answer in time") from None
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def _escalate(
+        self, request: ChatRequest, decision: Decision, why: str, answer: Completion | None
+    ) -> Outcome:
+        local_model = decision.model or self.policy.local_default
+        escalated = replace(decision, tier="frontier", model=self.frontier.names[0])
+        headers = {**escalated.headers(), "x-router-escalated": why}
+        try:
+            return await self._frontier(request, escalated, headers, allow_local=answer is None)
+        except RouterError:
+            if answer is None:
+                raise
+            # The frontier is down too: the local answer we have beats an error.
+            answer.logprobs = None
+            headers = {**decision.headers(), "x-router-escalated": why, "x-router-fallback": "local"}
+            return replayed(local_model, decision, answer, headers)
+
+    # -- frontier tier -------------------------------------------------------------------------------------------
+
+    async def _frontier(
+        self, request: ChatRequest, decision: Decision, headers: dict[str, str], allow_local: bool = True
+    ) -> Outcome:
+        model = decision.model or self.frontier.names[0]
+        request, compressed = await compress(request, self.settings.frontier.compression, self._summarise)
+        if compressed:
+            headers = {**headers, "x-router-compressed": f"{compressed[0]}->{compressed[1]} tokens"}
+        try:
+            started = await self.frontier.stream(request, model)
+        except RouterError as exc:
+            if not (allow_local and exc.retryable and self.frontier.fallback_to_local(model)) or request.tools:
+                raise
+            local = replace(decision, tier="local", model=self.policy.local_default)
+            headers = {**headers, **local.headers(), "x-router-fallback": "local"}
+            engine = self.registry.get(local.model)  # type: ignore[arg-type]
+            return await self._start(local.model, local, engine.generate(request), headers)  # type: ignore[arg-type]
+        served = started.provider.name
+        headers = {**headers, "x-router-model": served}
+        if served != model:
+            headers["x-router-fallback"] = served
+        if started.attempts:
+            headers["x-router-attempts"] = str(len(started.attempts) + 1)
+        return Outcome(served, replace(decision, model=served), started.first, started.rest, headers)
+
+    async def _summarise(self, text: str, max_tokens: int) -> str:
+        from router.frontier.compression import SUMMARY_INSTRUCTIONS
+
+        engine = self.registry.get(self.policy.local_default)
+        request = ChatRequest(
+            model=self.policy.local_default,
+            messages=[Message("system", SUMMARY_INSTRUCTIONS), Message("user", text)],
+            sampling=SamplingParams(temperature=0.0, max_tokens=max_tokens),
+        )
+        return (await self._local_answer(engine, request)).text
+
+    # -- advisor -------------------------------------------------------------------------------------------------
+
+    async def _advisor(self, request: ChatRequest, decision: Decision) -> Outcome:
+        local_model = self.policy.local_default
+        engine = self.registry.get(local_model)
+        try:
+            draft = await self._local_answer(engine, request)
+        except RouterError as exc:
+            if self._escalates_on(exc):
+                return await self._escalate(request, decision, "error", None)
+            raise
+        reviewer = self.settings.frontier.advisor.review_model or self.frontier.names[0]
+        review_req = advisor.review_request(request, draft, self.settings.frontier.advisor, reviewer)
+        headers = decision.headers()
+        try:
+            started = await self.frontier.stream(review_req, reviewer)
+            review = await Completion.gather(_prepend(started.first, started.rest))
+        except RouterError:
+            headers.update({"x-router-advisor": "unreviewed", "x-router-model": local_model})
+            return replayed(local_model, decision, draft, headers)
+        result = advisor.verdict(request, draft, review)
+        served = local_model if result.approved else started.provider.name
+        headers.update(
+            {
+                "x-router-model": served,
+                "x-router-advisor": "approved" if result.approved else "corrected",
+                "x-router-frontier-tokens": str(result.frontier_tokens),
+                "x-router-frontier-tokens-from-scratch": str(result.from_scratch_tokens),
+            }
+        )
+        return replayed(served, replace(decision, model=served), result.answer, headers)
+
+    # -- shared --------------------------------------------------------------------------------------------------
+
+    async def _start(
+        self, model: str, decision: Decision, stream: AsyncIterator[Chunk], headers: dict[str, str]
+    ) -> Outcome:
+        """Wait for the first chunk, so failures before any byte is sent become proper HTTP errors."""
         try:
             first = await anext(stream)
         except StopAsyncIteration:
@@ -52,4 +237,10 @@ class Pipeline:
         except BaseException:
             await stream.aclose()  # type: ignore[attr-defined]
             raise
-        return Outcome(model=model, decision=decision, first=first, rest=stream, headers=decision.headers())
+        return Outcome(model, decision, first, stream, headers)
+
+
+async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    yield first
+    async for chunk in rest:
+        yield chunk

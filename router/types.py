@@ -14,10 +14,26 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "cancel
 
 
 @dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as both APIs carry it on the wire in the end
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    name: str
+    description: str | None
+    parameters: dict[str, Any]  # JSON schema of the arguments
+
+
+@dataclass(slots=True)
 class Message:
     role: Role
     content: str
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
+    tool_call_id: str | None = None  # tool turns: which call this is the result of
 
 
 @dataclass(slots=True)
@@ -56,8 +72,14 @@ class ChatRequest:
     quality: str = "standard"
     tenant: str = "default"
     has_tools: bool = False
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: str | dict[str, Any] | None = None  # OpenAI form: "auto" | "none" | "required" | {function: …}
     # Event-loop time (`loop.time()`) by which the whole request must be done (None: no deadline).
     deadline: float | None = None
+    # Response cache: may an answer be served from it (Cache-Control: no-cache clears this), may this answer be
+    # stored in it (no-store clears this).
+    cache_lookup: bool = True
+    cache_store: bool = True
 
 
 @dataclass(slots=True)
@@ -71,6 +93,16 @@ class Usage:
 
 
 @dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: the first piece of each call has id and name."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
 class Chunk:
     """One streamed piece of an answer: a text delta, and on the last chunk the finish reason and usage."""
 
@@ -78,6 +110,7 @@ class Chunk:
     logprob: float | None = None
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    tool_call: ToolCallDelta | None = None
 
 
 @dataclass(slots=True)
@@ -88,11 +121,15 @@ class Completion:
     finish_reason: FinishReason
     usage: Usage
     logprobs: list[float] | None = None
+    tool_calls: list[ToolCall] | None = None
+    logprob_texts: list[str] | None = None  # the text of each token in `logprobs`
 
     @classmethod
     async def gather(cls, chunks: Any) -> Completion:
         parts: list[str] = []
         logprobs: list[float] = []
+        texts: list[str] = []
+        calls: dict[int, ToolCall] = {}
         finish: FinishReason = "stop"
         usage = Usage()
         async for chunk in chunks:
@@ -100,8 +137,28 @@ class Completion:
                 parts.append(chunk.text)
             if chunk.logprob is not None:
                 logprobs.append(chunk.logprob)
+                texts.append(chunk.text)
+            if chunk.tool_call is not None:
+                d = chunk.tool_call
+                call = calls.setdefault(d.index, ToolCall(d.id or "", d.name or "", ""))
+                call.id = d.id or call.id
+                call.name = d.name or call.name
+                call.arguments += d.arguments
             if chunk.finish_reason is not None:
                 finish = chunk.finish_reason
             if chunk.usage is not None:
                 usage = chunk.usage
-        return cls("".join(parts), finish, usage, logprobs or None)
+        tool_calls = [calls[i] for i in sorted(calls)] or None
+        return cls("".join(parts), finish, usage, logprobs or None, tool_calls, texts or None)
+
+    def chunks(self) -> list[Chunk]:
+        """The completion as a stream again (cache hits, buffered local answers, advisor results)."""
+        texts, logprobs = self.logprob_texts, self.logprobs
+        if texts and logprobs and "".join(texts) == self.text:
+            out = [Chunk(text=t, logprob=lp) for t, lp in zip(texts, logprobs, strict=True)]  # token by token
+        else:
+            out = [Chunk(text=self.text)] if self.text else []
+        for i, call in enumerate(self.tool_calls or ()):
+            out.append(Chunk(tool_call=ToolCallDelta(i, call.id, call.name, call.arguments)))
+        out.append(Chunk(finish_reason=self.finish_reason, usage=self.usage))
+        return out

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from router.engines.base import Capabilities
 from router.errors import (
@@ -28,7 +29,7 @@ from router.errors import (
     Timeout,
     UpstreamError,
 )
-from router.types import ChatRequest, Chunk, FinishReason, Message, Usage
+from router.types import ChatRequest, Chunk, FinishReason, Message, ToolCallDelta, Usage
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -56,8 +57,9 @@ class OpenAIHTTPEngine:
         self.capabilities = Capabilities(chat=True, json_schema=True)
         self.upstream_model = upstream_model
         base = base_url.rstrip("/")
-        self._chat_url = base + "/chat/completions"
-        self._models_url = base + "/models"
+        # Parsed once: aiohttp re-parses a str URL on every request.
+        self._chat_url = URL(base + "/chat/completions")
+        self._models_url = URL(base + "/models")
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -115,6 +117,16 @@ class OpenAIHTTPEngine:
             body["logprobs"] = True
             if s.top_logprobs:
                 body["top_logprobs"] = s.top_logprobs
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description or "", "parameters": t.parameters},
+                }
+                for t in request.tools
+            ]
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         fmt = request.response_format
         if fmt.type == "json_object":
             body["response_format"] = {"type": "json_object"}
@@ -157,27 +169,31 @@ class OpenAIHTTPEngine:
             want_logprobs = request.sampling.logprobs
             # Read to the end of the body even after [DONE]: a fully read response returns its connection to
             # the pool; one abandoned mid-body would be closed.
-            async for line in resp.content:
-                if not line.startswith(b"data:"):
-                    continue  # blank separators, `event:` lines, `:` keep-alive comments
-                if line.startswith(b"data: [DONE]"):
-                    continue
-                obj = orjson.loads(line[5:])
-                choices = obj.get("choices")
-                if choices:
-                    choice = choices[0]
-                    delta = choice.get("delta")
-                    text = delta.get("content") if delta else None
-                    if text:
-                        yield Chunk(text=text, logprob=_logprob(choice) if want_logprobs else None)
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        finish = _FINISH.get(reason, "stop")
-                elif "error" in obj:
-                    raise _stream_error(self.name, obj["error"])
-                u = obj.get("usage")
-                if u:
-                    usage = Usage(u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0)
+            async for lines in iter_lines(resp.content):
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators, `event:` lines, `:` keep-alive comments
+                    if line.startswith(b"data: [DONE]"):
+                        continue
+                    obj = orjson.loads(line[5:])
+                    choices = obj.get("choices")
+                    if choices:
+                        choice = choices[0]
+                        delta = choice.get("delta")
+                        text = delta.get("content") if delta else None
+                        if text:
+                            yield Chunk(text=text, logprob=_logprob(choice) if want_logprobs else None)
+                        if delta and delta.get("tool_calls"):
+                            for chunk in _tool_deltas(delta["tool_calls"]):
+                                yield chunk
+                        reason = choice.get("finish_reason")
+                        if reason:
+                            finish = _FINISH.get(reason, "stop")
+                    elif "error" in obj:
+                        raise _stream_error(self.name, obj["error"])
+                    u = obj.get("usage")
+                    if u:
+                        usage = Usage(u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0)
             if finish is None:
                 raise UpstreamError(f"model {self.name!r}: the upstream stream ended before a finish reason")
             complete = True
@@ -220,10 +236,40 @@ class OpenAIHTTPEngine:
         return UpstreamError(f"model {self.name!r}: the upstream answered {status}: {message or resp.reason}")
 
 
-def _message(m: Message) -> dict[str, str]:
-    if m.name is None:
-        return {"role": m.role, "content": m.content}
-    return {"role": m.role, "content": m.content, "name": m.name}
+async def iter_lines(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
+    """Complete lines in batches, one batch per network read: far cheaper than one await per line."""
+    tail = b""
+    async for block in content.iter_any():
+        lines = (tail + block).split(b"\n") if tail else block.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            yield lines
+    if tail:
+        yield [tail]
+
+
+def _message(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.name is not None:
+        out["name"] = m.name
+    if m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _tool_deltas(calls: list[dict[str, Any]]) -> list[Chunk]:
+    out = []
+    for call in calls:
+        fn = call.get("function") or {}
+        delta = ToolCallDelta(call.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments") or "")
+        out.append(Chunk(tool_call=delta))
+    return out
 
 
 def _logprob(choice: dict[str, Any]) -> float | None:

@@ -21,13 +21,13 @@ def error_response(exc: RouterError, api: str = "openai") -> web.Response:
         # Anthropic signals an overloaded service with its own 529.
         if isinstance(exc, Overloaded):
             status = 529
-        body = {"type": "error", "error": {"type": _anthropic_type(exc), "message": exc.message}}
+        body = {"type": "error", "error": {"type": anthropic_type(exc), "message": exc.message}}
     else:
         body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type=JSON, headers=headers)
 
 
-def _anthropic_type(exc: RouterError) -> str:
+def anthropic_type(exc: RouterError) -> str:
     return {
         400: "invalid_request_error",
         401: "authentication_error",

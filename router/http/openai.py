@@ -20,7 +20,7 @@ from router.http.validate import (
 )
 from router.routing.policy import task_hint
 from router.routing.rules import QUALITIES
-from router.types import ChatRequest, Completion, Message, ResponseFormat, SamplingParams, Usage
+from router.types import ChatRequest, Completion, Message, ResponseFormat, SamplingParams, ToolCall, ToolSpec, Usage
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 
@@ -67,13 +67,56 @@ def parse_messages(value: Any) -> list[Message]:
                 f"{param}.role must be one of system, developer, user, assistant, tool; got {role!r}",
                 param=f"{param}.role",
             )
-        if msg.get("tool_calls") or msg.get("function_call"):
-            raise InvalidRequest(f"{param}: tool calls are not supported by local models", param=f"{param}.tool_calls")
+        calls = _tool_calls(msg.get("tool_calls"), f"{param}.tool_calls") if role == "assistant" else None
         content = msg.get("content")
-        if content is None:
+        if content is None and not calls:
             raise InvalidRequest(f"{param}.content is required", param=f"{param}.content")
-        messages.append(Message(_ROLES[role], _content(content, f"{param}.content"), msg.get("name")))  # type: ignore[arg-type]
+        text = "" if content is None else _content(content, f"{param}.content")
+        call_id = opt_str(msg, "tool_call_id", f"{param}.tool_call_id", required=role == "tool")
+        messages.append(Message(_ROLES[role], text, msg.get("name"), calls, call_id))  # type: ignore[arg-type]
     return messages
+
+
+def _tool_calls(value: Any, param: str) -> list[ToolCall] | None:
+    if value is None:
+        return None
+    if type(value) is not list:
+        raise InvalidRequest(f"{param} must be an array", param=param)
+    calls = []
+    for i, raw in enumerate(value):
+        call = expect_object(raw, f"{param}[{i}]")
+        fn = expect_object(call.get("function"), f"{param}[{i}].function")
+        calls.append(
+            ToolCall(
+                opt_str(call, "id", f"{param}[{i}].id", required=True) or "",
+                opt_str(fn, "name", f"{param}[{i}].function.name", required=True) or "",
+                opt_str(fn, "arguments", f"{param}[{i}].function.arguments") or "{}",
+            )
+        )
+    return calls or None
+
+
+def _tools(value: Any) -> list[ToolSpec]:
+    if value is None:
+        return []
+    if type(value) is not list:
+        raise InvalidRequest("tools must be an array", param="tools")
+    tools = []
+    for i, raw in enumerate(value):
+        tool = expect_object(raw, f"tools[{i}]")
+        if tool.get("type") != "function":
+            raise InvalidRequest(f"tools[{i}].type must be 'function'", param=f"tools[{i}].type")
+        fn = expect_object(tool.get("function"), f"tools[{i}].function")
+        tools.append(
+            ToolSpec(
+                opt_str(fn, "name", f"tools[{i}].function.name", required=True) or "",
+                opt_str(fn, "description", f"tools[{i}].function.description"),
+                expect_object(
+                    fn.get("parameters", {"type": "object", "properties": {}}), f"tools[{i}].function.parameters"
+                ),
+            )
+        )
+    return tools
 
 
 def _response_format(value: Any) -> ResponseFormat:
@@ -104,8 +147,10 @@ def parse_chat_request(body: dict[str, Any], headers: Mapping[str, str] | None =
     n = opt_int(body, "n")
     if n is not None and n != 1:
         raise InvalidRequest("only n=1 is supported", param="n")
-    if body.get("tools"):
-        raise InvalidRequest("tools are not supported by local models", param="tools")
+    tools = _tools(body.get("tools"))
+    tool_choice = body.get("tool_choice")
+    if tool_choice is not None and tool_choice not in ("auto", "none", "required") and type(tool_choice) is not dict:
+        raise InvalidRequest("tool_choice must be auto, none, required or an object", param="tool_choice")
     max_tokens = opt_int(body, "max_completion_tokens", lo=1)
     if max_tokens is None:
         max_tokens = opt_int(body, "max_tokens", lo=1)
@@ -141,6 +186,9 @@ def parse_chat_request(body: dict[str, Any], headers: Mapping[str, str] | None =
         api="openai",
         task=task,
         quality=quality,
+        has_tools=bool(tools),
+        tools=tools,
+        tool_choice=tool_choice,
     )
 
 
@@ -167,7 +215,16 @@ def _usage(usage: Usage) -> dict[str, int]:
     }
 
 
-def completion_body(completion_id: str, model: str, result: Completion) -> bytes:
+def logprobs_content(texts: list[str], logprobs: list[float]) -> dict[str, Any]:
+    return {
+        "content": [
+            {"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
+            for t, lp in zip(texts, logprobs, strict=True)
+        ]
+    }
+
+
+def completion_body(completion_id: str, model: str, result: Completion, with_logprobs: bool = False) -> bytes:
     return orjson.dumps(
         {
             "id": completion_id,
@@ -177,14 +234,27 @@ def completion_body(completion_id: str, model: str, result: Completion) -> bytes
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": result.text, "refusal": None},
-                    "logprobs": None,
+                    "message": _message(result),
+                    "logprobs": logprobs_content(result.logprob_texts or [], result.logprobs or [])
+                    if with_logprobs
+                    else None,
                     "finish_reason": _finish(result.finish_reason),
                 }
             ],
             "usage": _usage(result.usage),
         }
     )
+
+
+def _message(result: Completion) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    if result.tool_calls:
+        message["content"] = result.text or None
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in result.tool_calls
+        ]
+    return message
 
 
 def _finish(reason: str) -> str:
@@ -208,8 +278,21 @@ class ChunkEncoder:
     def first(self) -> bytes:
         return self._head + b'{"role":"assistant","content":""}' + self._tail
 
-    def delta(self, text: str) -> bytes:
-        return self._head + b'{"content":' + orjson.dumps(text) + b"}" + self._tail
+    def delta(self, text: str, logprob: float | None = None) -> bytes:
+        if logprob is None:
+            return self._head + b'{"content":' + orjson.dumps(text) + b"}" + self._tail
+        tail = self._tail.replace(
+            b'"logprobs":null', b'"logprobs":' + orjson.dumps(logprobs_content([text], [logprob]))
+        )
+        return self._head + b'{"content":' + orjson.dumps(text) + b"}" + tail
+
+    def tool(self, index: int, call_id: str | None, name: str | None, arguments: str) -> bytes:
+        call: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+        if call_id is not None:
+            call.update(id=call_id, type="function")
+        if name is not None:
+            call["function"]["name"] = name
+        return self._head + orjson.dumps({"tool_calls": [call]}) + self._tail
 
     def finish(self, reason: str, usage: Usage | None) -> bytes:
         tail = self._tail.replace(b'"finish_reason":null', b'"finish_reason":"' + _finish(reason).encode() + b'"')

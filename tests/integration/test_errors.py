@@ -70,7 +70,9 @@ BAD_BODIES = [
     ({"model": MODEL, "messages": OK_MESSAGES, "seed": "x"}, "seed"),
     ({"model": MODEL, "messages": OK_MESSAGES, "response_format": {"type": "xml"}}, "response_format.type"),
     ({"model": MODEL, "messages": OK_MESSAGES, "stream_options": 1}, "stream_options"),
-    ({"model": MODEL, "messages": OK_MESSAGES, "logprobs": True}, "logprobs"),
+    ({"model": MODEL, "messages": OK_MESSAGES, "logprobs": "yes"}, "logprobs"),
+    ({"model": MODEL, "messages": OK_MESSAGES, "top_logprobs": 3}, "top_logprobs"),
+    ({"model": MODEL, "messages": OK_MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Frontier tier: providers (Anthropic, OpenAI-compatible) and the resilience around them."""
