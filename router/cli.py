@@ -128,6 +128,9 @@ def serve_forever(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The SDKs' HTTP clients log every upstream request at INFO: noise, and URLs are not ours to log.
+    for name in ("httpx", "httpx2", "httpcore", "httpcore2", "anthropic", "openai"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return uvloop.run(_serve(settings))
     except KeyboardInterrupt:
