@@ -7,24 +7,39 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
+from datetime import datetime
 
 import orjson
 from aiohttp import web
 
+from router.accounting.access import AccessControl, Tenant
+from router.accounting.service import Accounting, Finished
+from router.cache import EmbeddingService, ResponseCache
 from router.config import Settings
-from router.errors import InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, RouterError, Timeout
+from router.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RouterError,
+    Timeout,
+)
+from router.fastpath import estimate_tokens
 from router.frontier.tier import FrontierTier
 from router.http import sse
 from router.http.anthropic import parse_messages_request
+from router.http.embeddings import embeddings_body, parse_embedding_request
 from router.http.errors import JSON, api_of, error_response
 from router.http.openai import parse_chat_request, parse_json
 from router.http.writers import writer_for
+from router.observability import Metrics, log_request, quiet_sdk_loggers
 from router.pipeline import Pipeline
 from router.registry import ModelRegistry
 from router.routing.policy import RoutingPolicy
-from router.types import ChatRequest, Completion
+from router.types import ChatRequest, Chunk, Completion
 
 log = logging.getLogger("router")
 
@@ -33,8 +48,15 @@ REGISTRY = web.AppKey("registry", ModelRegistry)
 POLICY = web.AppKey("policy", RoutingPolicy)
 FRONTIER = web.AppKey("frontier", FrontierTier)
 PIPELINE = web.AppKey("pipeline", Pipeline)
+EMBEDDINGS = web.AppKey("embeddings", EmbeddingService)
+CACHE = web.AppKey("cache", ResponseCache)
+
+ACCESS = web.AppKey("access", AccessControl)
+ACCOUNTING = web.AppKey("accounting", Accounting)
+METRICS = web.AppKey("metrics", Metrics)
 
 REQUEST_ID = web.RequestKey("request_id", str)
+TENANT = web.RequestKey("tenant", Tenant)
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -90,9 +112,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
-    if registry.ready:
+    failures = dict(registry.failures)
+    ready = registry.ready and request.app[CACHE].ready
+    embeddings = request.app.get(EMBEDDINGS)
+    if embeddings is not None:
+        ready = ready and embeddings.ready
+        if embeddings.failure is not None:
+            failures[embeddings.name] = embeddings.failure
+    if ready:
         return web.Response(body=b'{"status":"ready"}', content_type=JSON)
-    body = {"status": "failed" if registry.failures else "loading", "failures": registry.failures}
+    body = {"status": "failed" if failures else "loading", "failures": failures}
     return web.Response(status=503, body=orjson.dumps(body), content_type=JSON)
 
 
@@ -102,6 +131,9 @@ async def list_models(request: web.Request) -> web.Response:
         {"id": name, "object": "model", "created": created, "owned_by": "hybrid-router"}
         for name in request.app[POLICY].model_names
     ]
+    if EMBEDDINGS in request.app:
+        name = request.app[EMBEDDINGS].name
+        data.append({"id": name, "object": "model", "created": created, "owned_by": "hybrid-router"})
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
 
 
@@ -125,37 +157,199 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _answer(request, parse_messages_request(parse_json(await request.read()), request.headers))
 
 
+async def embeddings(request: web.Request) -> web.Response:
+    service = request.app.get(EMBEDDINGS)
+    if service is None:
+        raise NotFound("embeddings are disabled on this server (embeddings.enabled: false)", code="unknown_url")
+    settings = request.app[SETTINGS].embeddings
+    body = parse_json(await request.read())
+    service.require()
+    parsed = parse_embedding_request(body, service.name, service.dim, settings.max_inputs)
+    result = await service.embed(parsed.inputs)
+    truncated = sum(result.truncated)
+    headers = {"x-router-truncated-inputs": str(truncated)} if truncated else None
+    return web.Response(body=embeddings_body(parsed, result), content_type=JSON, headers=headers)
+
+
 async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse:
-    """Run one chat request through the pipeline and answer in the caller's wire format."""
+    """Run one chat request through the pipeline and answer in the caller's wire format.
+
+    Around it: the tenant's limits (admission), and when it ends however it ends, the accounting: budget
+    settlement, ledger row, metrics and one log line."""
+    app = request.app
+    settings, access, accounting = app[SETTINGS], app[ACCESS], app[ACCOUNTING]
+    tenant = request[TENANT]
     chat.request_id = request[REQUEST_ID]
-    chat.deadline = asyncio.get_running_loop().time() + request.app[SETTINGS].server.request_timeout_s
+    chat.tenant = tenant.name
+    chat.allowed_tiers = tuple(tenant.settings.allowed_tiers)
+    chat.budget_exhausted = tenant.settings.on_budget_exhausted
+    chat.workflow = chat.metadata.get("workflow") or request.headers.get("x-router-workflow") or None
+    access.check_model(tenant, chat.model)
+    chat.deadline = asyncio.get_running_loop().time() + _timeout(request, settings)
     try:
-        async with asyncio.timeout_at(chat.deadline):
-            outcome = await request.app[PIPELINE].chat(chat)
-    except TimeoutError:
-        raise Timeout("the request did not start within its deadline") from None
-    writer = writer_for(chat, outcome.model)
-    if not chat.stream:
+        ticket = access.admit(tenant, _admission_tokens(chat))
+    except RouterError as exc:
+        app[METRICS].shed.labels(exc.code or exc.type).inc()
+        raise
+    app[METRICS].in_flight.inc()
+    done = Finished(chat, request.path, "error", time.monotonic())
+    try:
+        try:
+            async with asyncio.timeout_at(chat.deadline):
+                outcome = await app[PIPELINE].chat(chat)
+        except TimeoutError:
+            raise Timeout("the request did not start within its deadline") from None
+        done.tier, done.model, done.task = outcome.decision.tier, outcome.model, outcome.decision.task
+        done.headers, done.reservation = outcome.headers, outcome.reservation
+        done.frontier_usage = outcome.frontier_usage
+        headers = {**outcome.headers, **ticket.headers}
+        writer = writer_for(chat, outcome.model)
+        chunks = _observed(outcome.chunks(), done)
+        if not chat.stream:
+            async with aclosing(outcome.rest):
+                try:
+                    async with asyncio.timeout_at(chat.deadline):
+                        result = await Completion.gather(chunks)
+                except TimeoutError:
+                    raise Timeout("the request did not finish within its deadline") from None
+            return web.Response(body=writer.body(result), content_type=JSON, headers=headers)
+        response = web.StreamResponse(headers={**sse.HEADERS, **headers})
+        await response.prepare(request)
         async with aclosing(outcome.rest):
             try:
                 async with asyncio.timeout_at(chat.deadline):
-                    result = await Completion.gather(outcome.chunks())
+                    await response.write(writer.start())
+                    async for chunk in chunks:
+                        await response.write(writer.chunk(chunk))
             except TimeoutError:
-                raise Timeout("the request did not finish within its deadline") from None
-        return web.Response(body=writer.body(result), content_type=JSON, headers=outcome.headers)
-    response = web.StreamResponse(headers={**sse.HEADERS, **outcome.headers})
-    await response.prepare(request)
-    async with aclosing(outcome.rest):
-        try:
-            async with asyncio.timeout_at(chat.deadline):
-                await response.write(writer.start())
-                async for chunk in outcome.chunks():
-                    await response.write(writer.chunk(chunk))
-        except TimeoutError:
-            await response.write(writer.error(Timeout("the request exceeded its deadline")))
-        except RouterError as exc:  # failed after the first byte: end the stream with an in-band error
-            await response.write(writer.error(exc))
-    return response
+                done.status = "error"
+                await response.write(writer.error(Timeout("the request exceeded its deadline")))
+            except RouterError as exc:  # failed after the first byte: end the stream with an in-band error
+                done.status = "error"
+                await response.write(writer.error(exc))
+        return response
+    except (asyncio.CancelledError, ConnectionResetError):
+        done.status = "cancelled"
+        raise
+    finally:
+        access.release(ticket)
+        app[METRICS].in_flight.dec()
+        summary = accounting.finish(done)
+        log_request(_log_fields(done, summary, settings.server.log_prompts))
+
+
+async def _observed(chunks: AsyncIterator[Chunk], done: Finished) -> AsyncIterator[Chunk]:
+    """Pass chunks through, noting what accounting needs: first-token time, text so far, usage, completion."""
+    async for chunk in chunks:
+        if done.ttft is None and (chunk.text or chunk.tool_call is not None):
+            done.ttft = time.monotonic() - done.started
+        if chunk.text:
+            done.parts.append(chunk.text)
+        if chunk.usage is not None:
+            done.usage = chunk.usage
+        if chunk.finish_reason is not None:
+            done.status = "ok" if chunk.finish_reason not in ("error", "cancelled") else chunk.finish_reason
+        yield chunk
+
+
+def _timeout(request: web.Request, settings: Settings) -> float:
+    """The server's deadline, or a shorter one the client asks for with `x-router-timeout` (seconds)."""
+    limit = settings.server.request_timeout_s
+    raw = request.headers.get("x-router-timeout")
+    if raw is None:
+        return limit
+    try:
+        asked = float(raw)
+    except ValueError:
+        raise InvalidRequest("x-router-timeout must be a number of seconds", param="x-router-timeout") from None
+    if not 0 < asked < 1e9:
+        raise InvalidRequest("x-router-timeout must be positive", param="x-router-timeout")
+    return min(asked, limit)
+
+
+def _admission_tokens(chat: ChatRequest) -> int:
+    prompt = estimate_tokens("\n".join(m.content for m in chat.messages))
+    return prompt + (chat.sampling.max_tokens or 256)
+
+
+def _log_fields(done: Finished, summary: dict[str, object], log_prompts: bool) -> dict[str, object]:
+    chat = done.request
+    fields: dict[str, object] = {
+        "event": "request",
+        "request_id": chat.request_id,
+        "tenant": chat.tenant,
+        "workflow": chat.workflow,
+        "endpoint": done.endpoint,
+        "model": done.model,
+        "tier": done.tier,
+        "task": done.task,
+        "rule": done.headers.get("x-router-rule"),
+        "cache": done.headers.get("x-router-cache"),
+        "escalated": done.headers.get("x-router-escalated"),
+        "status": done.status,
+        "stream": chat.stream,
+        **summary,
+    }
+    if log_prompts:  # opt-in only: prompts and answers are never logged by default
+        fields["prompt"] = chat.messages[-1].content
+        fields["completion"] = "".join(done.parts)
+    return fields
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    m = app[METRICS]
+    registry = app.get(REGISTRY)
+    if registry is not None:
+        for name, engine in registry.engines.items():
+            stats = getattr(engine, "stats", None)
+            m.slots.labels(name).set(getattr(stats, "active", 0))
+            m.queue_depth.labels(name).set(getattr(stats, "queued", 0))
+    return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
+
+
+async def usage(request: web.Request) -> web.Response:
+    """Per-task cost table from the ledger. Admin keys see every tenant; other keys only their own."""
+    app = request.app
+    ledger = app[ACCOUNTING].ledger
+    if ledger is None:
+        raise NotFound("the cost ledger is off (accounting.ledger_path: '')", code="ledger_disabled")
+    tenant = request[TENANT]
+    q = request.query
+    wanted = q.get("tenant")
+    if app[SETTINGS].auth.enabled and not tenant.settings.admin:
+        if wanted not in (None, tenant.name):
+            raise PermissionDenied("only an admin key may read another tenant's usage", param="tenant")
+        wanted = tenant.name
+    await asyncio.to_thread(ledger.flush)
+    rows = await asyncio.to_thread(
+        ledger.usage, wanted, q.get("workflow"), q.get("task"), _time_param(q, "since"), _time_param(q, "until")
+    )
+    totals = {k: sum(r[k] or 0 for r in rows) for k in rows[0] if k != "task"} if rows else {}
+    return web.Response(body=orjson.dumps({"object": "usage", "tasks": rows, "totals": totals}), content_type=JSON)
+
+
+def _time_param(query: Mapping[str, str], name: str) -> float | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a unix time or an ISO-8601 date", param=name) from None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API routes need a tenant: from the key when auth is on, the default tenant when it is off."""
+    path = request.path
+    if path.startswith("/v1/") or (path == "/metrics" and not request.app[SETTINGS].auth.metrics_public):
+        request[TENANT] = request.app[ACCESS].authenticate(request.headers)
+    return await handler(request)
 
 
 # -- application ---------------------------------------------------------------------------------------------
@@ -163,13 +357,19 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
 
 def build_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware],
+        middlewares=[errors_middleware, auth_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
+    quiet_sdk_loggers(settings.server.log_prompts)
     app[FRONTIER] = FrontierTier(settings.frontier)
     app[POLICY] = RoutingPolicy(settings, frontier_models=app[FRONTIER].names)
+    app[ACCESS] = AccessControl(settings)
+    app[METRICS] = Metrics()
+    app[ACCOUNTING] = Accounting(settings, app[METRICS])
+    app.cleanup_ctx.append(_accounting_ctx)
     app.on_response_prepare.append(_stamp_request_id)
+    app.cleanup_ctx.append(_cache_ctx)  # before the engines: the pipeline takes the cache
     app.cleanup_ctx.append(_engines_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -177,6 +377,9 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/route", route)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/v1/router/usage", usage)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -184,7 +387,9 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     registry = ModelRegistry(app[SETTINGS])
     app[REGISTRY] = registry
     frontier = app[FRONTIER]
-    app[PIPELINE] = Pipeline(app[SETTINGS], registry, app[POLICY], frontier)
+    app[PIPELINE] = Pipeline(
+        app[SETTINGS], registry, app[POLICY], frontier, cache=app[CACHE], accounting=app[ACCOUNTING]
+    )
     # Load models in the background so /healthz answers at once and /readyz tells when they are ready.
     loading = asyncio.create_task(registry.start())
     await frontier.start()  # clients only: quick, and a provider that cannot start is reported, not fatal
@@ -194,3 +399,36 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
         loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
         await asyncio.gather(registry.aclose(), frontier.aclose())
+
+
+async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The embedding model and the response cache: both load in the background; /readyz waits for them."""
+    settings = app[SETTINGS]
+    service = EmbeddingService(settings.embeddings) if settings.embeddings.enabled else None
+    if service is not None:
+        app[EMBEDDINGS] = service
+    cache = app[CACHE] = ResponseCache(settings.cache, service)
+    loading = asyncio.create_task(_start_cache(service, cache))
+    try:
+        yield
+    finally:
+        loading.cancel()
+        await asyncio.gather(loading, return_exceptions=True)
+        await cache.aclose()
+        if service is not None:
+            await service.aclose()
+
+
+async def _start_cache(service: EmbeddingService | None, cache: ResponseCache) -> None:
+    if service is not None:
+        await service.start()
+    await cache.start()
+
+
+async def _accounting_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The ledger opens first and closes last, so every request that ran is written before exit."""
+    await app[ACCOUNTING].start()
+    try:
+        yield
+    finally:
+        await app[ACCOUNTING].aclose()

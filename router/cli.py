@@ -41,6 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--data", required=True, help='JSON lines: {"prompt"|"messages", "label": local|frontier}')
     calibrate.add_argument("--out", default="weights.json", help="weights file to write (default weights.json)")
     calibrate.add_argument("--l2", type=float, default=0.1, help="L2 regularisation strength (default 0.1)")
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    add = keys_sub.add_parser("add", help="create a key for a tenant; the key is printed once")
+    add.add_argument("--tenant", required=True)
+    add.add_argument("--name", default="", help="a label for the key")
+    add.add_argument("--keys-file", help="keys file (default: auth.keys_file of --config)")
+    add.add_argument("--config", help="YAML configuration file")
+    usage = sub.add_parser("usage", help="per-task cost table from the ledger")
+    usage.add_argument("--config", help="YAML configuration file (for accounting.ledger_path)")
+    usage.add_argument("--ledger", help="ledger file (default: from the config)")
+    for flag in ("--tenant", "--workflow", "--task", "--since", "--until"):
+        usage.add_argument(flag)
+    usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     if args.command == "calibrate":
         return _calibrate(args)
@@ -51,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "route":
         return _route(args, settings)
+    if args.command == "keys":
+        return _keys_add(args, settings)
+    if args.command == "usage":
+        return _usage(args, settings)
     if args.command == "serve":
         server = settings.server.model_copy(
             update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -122,15 +139,69 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_add(args: argparse.Namespace, settings: Settings) -> int:
+    from router.accounting.keys import append_key, new_key
+
+    path = args.keys_file or settings.auth.keys_file
+    if not path:
+        print("hybrid-router keys add: give --keys-file or set auth.keys_file in --config", file=sys.stderr)
+        return 2
+    key, stored = new_key(args.tenant, args.name)
+    try:
+        append_key(path, stored)
+    except (OSError, ValueError) as exc:
+        print(f"hybrid-router keys add: {exc}", file=sys.stderr)
+        return 2
+    print(key)
+    print(f"key {stored.id} for tenant {args.tenant!r} added to {path}; it is shown only now", file=sys.stderr)
+    return 0
+
+
+def _usage(args: argparse.Namespace, settings: Settings) -> int:
+    import orjson
+
+    from router.accounting.ledger import Ledger
+    from router.accounting.service import ledger_path
+
+    path = args.ledger or ledger_path(settings)
+    if not path:
+        print("hybrid-router usage: the ledger is off (accounting.ledger_path: '')", file=sys.stderr)
+        return 2
+
+    def when(raw: str | None) -> float | None:
+        if raw is None:
+            return None
+        from datetime import datetime
+
+        try:
+            return float(raw)
+        except ValueError:
+            return datetime.fromisoformat(raw).timestamp()
+
+    rows = Ledger(path).usage(args.tenant, args.workflow, args.task, when(args.since), when(args.until))
+    if args.json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    head = f"{'task':<15}{'requests':>9}{'local':>7}{'front.':>7}{'cache':>7}{'escal.':>7}{'tokens':>10}"
+    head += f"{'cost $':>11}{'all-frontier $':>16}{'saved $':>11}"
+    print(head)
+    for r in rows:
+        tokens = (r["prompt_tokens"] or 0) + (r["completion_tokens"] or 0)
+        cost = (r["cost_usd"] or 0) + (r["local_cost_usd"] or 0)
+        print(
+            f"{r['task'] or '-':<15}{r['requests']:>9}{r['local']:>7}{r['frontier']:>7}{r['cache_hits']:>7}"
+            f"{r['escalations']:>7}{tokens:>10}{cost:>11.4f}{r['counterfactual_usd'] or 0:>16.4f}"
+            f"{r['saved_usd'] or 0:>11.4f}"
+        )
+    return 0
+
+
 def serve_forever(settings: Settings) -> int:
     import uvloop
 
     logging.basicConfig(
         level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # The SDKs' HTTP clients log every upstream request at INFO: noise, and URLs are not ours to log.
-    for name in ("httpx", "httpx2", "httpcore", "httpcore2", "anthropic", "openai"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return uvloop.run(_serve(settings))
     except KeyboardInterrupt:

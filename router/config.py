@@ -173,6 +173,61 @@ class FrontierSettings(_Strict):
         return self
 
 
+class BudgetSettings(_Strict):
+    """Frontier spending limits; None = unlimited. Periods are UTC days and months."""
+
+    usd_per_day: float | None = Field(None, ge=0)
+    usd_per_month: float | None = Field(None, ge=0)
+    tokens_per_day: int | None = Field(None, ge=0)
+    tokens_per_month: int | None = Field(None, ge=0)
+
+
+class TenantSettings(_Strict):
+    name: str = Field(min_length=1, description="Tenant id: keys map to it; it namespaces cache and ledger.")
+    requests_per_s: float | None = Field(None, gt=0, description="Token-bucket request rate; None = unlimited.")
+    burst: int | None = Field(None, ge=1, description="Requests allowed at once above the rate (default 2x rate).")
+    tokens_per_min: int | None = Field(None, gt=0, description="Prompt + max_tokens per minute; None = unlimited.")
+    max_in_flight: int | None = Field(None, ge=1, description="Concurrent requests; beyond → 503/529.")
+    allowed_tiers: list[Literal["local", "frontier", "advisor"]] = Field(
+        default_factory=lambda: ["local", "frontier", "advisor"], description="Tiers this tenant may use."
+    )
+    allowed_models: list[str] | None = Field(None, description="Models it may name explicitly; None = all.")
+    budget: BudgetSettings = Field(default_factory=BudgetSettings, description="Frontier budget of the tenant.")
+    workflows: dict[str, BudgetSettings] = Field(
+        default_factory=dict, description="Budgets per workflow tag (metadata.workflow / x-router-workflow)."
+    )
+    on_budget_exhausted: Literal["local", "reject"] = Field(
+        "local", description="Frontier budget spent: serve locally (header says so) or reject with 429."
+    )
+    admin: bool = Field(False, description="May read usage of every tenant (GET /v1/router/usage).")
+
+
+class AuthSettings(_Strict):
+    enabled: bool = Field(False, description="Require an API key. Off only for local development.")
+    keys_file: str | None = Field(None, description="Keys file written by `hybrid-router keys add`.")
+    metrics_public: bool = Field(True, description="Serve /metrics without a key (scraped from inside).")
+
+
+class LimitsSettings(_Strict):
+    max_in_flight: int = Field(512, ge=1, description="Requests in flight across all tenants; beyond → shed.")
+    retry_after_s: float = Field(1.0, gt=0, description="Retry-After on shed requests.")
+    drain_timeout_s: float = Field(30.0, ge=0, description="On shutdown, how long in-flight streams may finish.")
+
+
+class AccountingSettings(_Strict):
+    ledger_path: str | None = Field(
+        None, description="SQLite cost ledger; None = $XDG_DATA_HOME/hybrid-router/ledger.sqlite3; '' = off."
+    )
+    retention_days: float = Field(90.0, gt=0, description="Ledger rows older than this are deleted.")
+    local_usd_per_hour: float = Field(0.10, ge=0, description="What an hour of local engine time costs.")
+    reference_model: str | None = Field(
+        None, description="Frontier model that prices the all-frontier counterfactual; None = reference prices."
+    )
+    reference_input_per_mtok: float = Field(15.0, ge=0, description="Counterfactual USD per M input tokens.")
+    reference_output_per_mtok: float = Field(75.0, ge=0, description="Counterfactual USD per M output tokens.")
+    reserve_input_factor: float = Field(1.5, ge=1, description="Budget reservations scale the prompt estimate.")
+
+
 LOCAL_TASK_NAMES = ["classification", "extraction", "summarization", "reranking", "embedding", "transcription"]
 FRONTIER_TASK_NAMES = ["planning", "synthesis", "code", "writing", "reasoning", "validation"]
 
@@ -251,7 +306,10 @@ class CacheSettings(_Strict):
     semantic_multi_turn: bool = Field(
         False, description="Match the last user turn of multi-turn requests too (earlier turns must be equal)."
     )
-    guard: bool = Field(True, description="Refuse semantic hits whose numbers, negations, names or quotes differ.")
+    guard: bool = Field(True, description="Refuse semantic hits that change a detail or swap a word (guard.py).")
+    guard_extra_words: int = Field(
+        0, ge=0, le=16, description="Guard: content words a paraphrase may add (0: only filler words may differ)."
+    )
     exact_max_temperature: float = Field(2.0, ge=0, le=2, description="Exact tier only at or below this temperature.")
     ttl_s: float = Field(3600.0, gt=0, description="Seconds an answer stays servable.")
     max_entries: int = Field(10000, ge=1, description="Answers kept; beyond, the least recently used is evicted.")
@@ -283,6 +341,10 @@ class Settings(_Strict):
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     frontier: FrontierSettings = Field(default_factory=FrontierSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    tenants: list[TenantSettings] = Field(default_factory=list, description="Unlisted tenants: no limits.")
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    accounting: AccountingSettings = Field(default_factory=AccountingSettings)
 
     @model_validator(mode="after")
     def _names(self) -> Settings:
@@ -293,6 +355,12 @@ class Settings(_Strict):
         if self.default_model is not None and self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not one of the models: {names}")
         frontier = [m.name for m in self.frontier.models]
+        tenants = [t.name for t in self.tenants]
+        if len(set(tenants)) != len(tenants):
+            raise ValueError(f"duplicate tenant names: {sorted({t for t in tenants if tenants.count(t) > 1})}")
+        ref = self.accounting.reference_model
+        if ref is not None and ref not in frontier:
+            raise ValueError(f"accounting.reference_model {ref!r} is not a frontier model: {frontier}")
         clash = sorted(set(names) & set(frontier))
         if clash:
             raise ValueError(f"names used by both a local and a frontier model: {clash}")

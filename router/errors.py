@@ -34,6 +34,7 @@ class RouterError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -41,6 +42,7 @@ class RouterError(Exception):
         if code is not None:
             self.code = code
         self.retry_after = retry_after
+        self.headers = headers or {}  # extra response headers, e.g. x-ratelimit-*
 
 
 class InvalidRequest(RouterError):

@@ -1,6 +1,7 @@
 """The request flow, top to bottom: route → execute on the decided tier → hand back a stream of chunks.
 
     decide (policy, microseconds)
+    cache lookup: exact key, then a paraphrase within the same hard key → a hit is replayed, no model runs
       ├─ local     generate; for `auto` requests judge the answer first and escalate to the frontier when it
       │            errors, is unsure (token logprobs) or breaks its JSON schema
       ├─ frontier  compress long context locally → stream from the provider with retries, fallbacks and
@@ -9,6 +10,7 @@
 
 `Pipeline.chat` returns an `Outcome` whose first chunk has already arrived: anything that fails before the first
 token becomes a proper HTTP error; after that the answer streams, and a failure ends it with an in-band error.
+An answer that streams to its end is stored in the cache afterwards (router/cache/store.py).
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 
+from router.accounting.budgets import Reservation
+from router.accounting.service import Accounting, BudgetExhausted
+from router.cache import ResponseCache
 from router.config import Settings
 from router.engines.base import Engine
-from router.errors import InvalidRequest, RouterError, Timeout
+from router.errors import InvalidRequest, PermissionDenied, RateLimited, RouterError, Timeout
 from router.frontier import advisor, escalation
 from router.frontier.compression import compress
 from router.frontier.tier import FrontierTier
 from router.registry import ModelRegistry
 from router.routing.policy import Decision, RoutingPolicy
-from router.types import ChatRequest, Chunk, Completion, Message, SamplingParams
+from router.types import ChatRequest, Chunk, Completion, Message, SamplingParams, Usage
 
 
 @dataclass(slots=True)
@@ -35,6 +40,8 @@ class Outcome:
     first: Chunk
     rest: AsyncIterator[Chunk]
     headers: dict[str, str] = field(default_factory=dict)
+    reservation: Reservation | None = None  # a frontier budget hold, settled when the answer ends
+    frontier_usage: Usage | None = None  # advisor: what the frontier review cost
 
     async def chunks(self) -> AsyncIterator[Chunk]:
         yield self.first
@@ -57,15 +64,48 @@ def replayed(model: str, decision: Decision, completion: Completion, headers: di
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, registry: ModelRegistry, policy: RoutingPolicy, frontier: FrontierTier):
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        policy: RoutingPolicy,
+        frontier: FrontierTier,
+        cache: ResponseCache | None = None,
+        accounting: Accounting | None = None,
+    ):
         self.settings = settings
         self.registry = registry
         self.policy = policy
         self.frontier = frontier
         self.escalation = settings.frontier.escalation
+        self.cache = cache
+        self.accounting = accounting
 
     async def chat(self, request: ChatRequest) -> Outcome:
-        decision = self.policy.decide(request)
+        decision = self._permitted(request, self.policy.decide(request))
+        if self.cache is None:
+            return await self._execute(request, decision)
+        lookup = await self.cache.lookup(request, decision)
+        if lookup.entry is not None:
+            headers = {**decision.headers(), "x-router-model": lookup.entry.model, **lookup.headers()}
+            return replayed(lookup.entry.model, decision, lookup.completion(), headers)
+        outcome = await self._execute(request, decision)
+        # A fallback's or an unreviewed draft's answer stands in for the decided one: serve it, never cache it.
+        degraded = "x-router-fallback" in outcome.headers or outcome.headers.get("x-router-advisor") == "unreviewed"
+        if lookup.store and not degraded:
+            outcome.rest = self.cache.recording(outcome.first, outcome.rest, lookup, outcome.model)
+        outcome.headers = {**outcome.headers, **lookup.headers()}
+        return outcome
+
+    def _permitted(self, request: ChatRequest, decision: Decision) -> Decision:
+        """The tenant's allowed tiers: a routed decision falls back to local, an explicit ask is refused."""
+        if decision.tier in request.allowed_tiers:
+            return decision
+        if decision.rule.startswith(("explicit", "alias")) or "local" not in request.allowed_tiers:
+            raise PermissionDenied(f"this key may not use the {decision.tier} tier", param="model")
+        return replace(decision, tier="local", model=self.policy.local_default, reason="tenant-policy")
+
+    async def _execute(self, request: ChatRequest, decision: Decision) -> Outcome:
         if decision.tier == "frontier":
             return await self._frontier(request, decision, decision.headers())
         if decision.tier == "advisor":
@@ -165,21 +205,35 @@ class Pipeline:
         if compressed:
             headers = {**headers, "x-router-compressed": f"{compressed[0]}->{compressed[1]} tokens"}
         try:
+            reservation = self.accounting.reserve(request, model) if self.accounting else None
+        except BudgetExhausted as exc:
+            if request.budget_exhausted != "local" or not allow_local or request.tools:
+                raise RateLimited(str(exc), code="budget_exhausted") from None
+            local = replace(decision, tier="local", model=self.policy.local_default, reason="budget-exhausted")
+            headers = {**headers, **local.headers(), "x-router-budget": "exhausted"}
+            return await self._local_stream(request, local, headers)
+        try:
             started = await self.frontier.stream(request, model)
         except RouterError as exc:
+            if reservation is not None and self.accounting is not None:
+                self.accounting.budgets.settle(reservation, 0.0, 0)  # nothing was generated
             if not (allow_local and exc.retryable and self.frontier.fallback_to_local(model)) or request.tools:
                 raise
             local = replace(decision, tier="local", model=self.policy.local_default)
             headers = {**headers, **local.headers(), "x-router-fallback": "local"}
-            engine = self.registry.get(local.model)  # type: ignore[arg-type]
-            return await self._start(local.model, local, engine.generate(request), headers)  # type: ignore[arg-type]
+            return await self._local_stream(request, local, headers)
         served = started.provider.name
         headers = {**headers, "x-router-model": served}
         if served != model:
             headers["x-router-fallback"] = served
         if started.attempts:
             headers["x-router-attempts"] = str(len(started.attempts) + 1)
-        return Outcome(served, replace(decision, model=served), started.first, started.rest, headers)
+        decision = replace(decision, model=served)
+        return Outcome(served, decision, started.first, started.rest, headers, reservation=reservation)
+
+    async def _local_stream(self, request: ChatRequest, decision: Decision, headers: dict[str, str]) -> Outcome:
+        model = decision.model or self.policy.local_default
+        return await self._start(model, decision, self.registry.get(model).generate(request), headers)
 
     async def _summarise(self, text: str, max_tokens: int) -> str:
         from router.frontier.compression import SUMMARY_INSTRUCTIONS
@@ -206,11 +260,17 @@ class Pipeline:
         reviewer = self.settings.frontier.advisor.review_model or self.frontier.names[0]
         review_req = advisor.review_request(request, draft, self.settings.frontier.advisor, reviewer)
         headers = decision.headers()
+        reservation = None
         try:
+            if self.accounting is not None:
+                reservation = self.accounting.reserve(review_req, reviewer)
             started = await self.frontier.stream(review_req, reviewer)
             review = await Completion.gather(_prepend(started.first, started.rest))
-        except RouterError:
-            headers.update({"x-router-advisor": "unreviewed", "x-router-model": local_model})
+        except (RouterError, BudgetExhausted) as exc:
+            if reservation is not None and self.accounting is not None:
+                self.accounting.budgets.settle(reservation, 0.0, 0)
+            verdict = "budget-exhausted" if isinstance(exc, BudgetExhausted) else "unreviewed"
+            headers.update({"x-router-advisor": verdict, "x-router-model": local_model})
             return replayed(local_model, decision, draft, headers)
         result = advisor.verdict(request, draft, review)
         served = local_model if result.approved else started.provider.name
@@ -220,9 +280,12 @@ class Pipeline:
                 "x-router-advisor": "approved" if result.approved else "corrected",
                 "x-router-frontier-tokens": str(result.frontier_tokens),
                 "x-router-frontier-tokens-from-scratch": str(result.from_scratch_tokens),
+                "x-router-reviewer": started.provider.name,
             }
         )
-        return replayed(served, replace(decision, model=served), result.answer, headers)
+        outcome = replayed(served, replace(decision, model=served), result.answer, headers)
+        outcome.reservation, outcome.frontier_usage = reservation, review.usage
+        return outcome
 
     # -- shared --------------------------------------------------------------------------------------------------
 

@@ -13,7 +13,10 @@ class Server:
         self.settings = settings
         self.app = build_app(settings)
         # handler_cancellation: a client that disconnects cancels its handler, which stops its generation.
-        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        # shutdown_timeout: on stop, in-flight requests (streams too) get this long to finish before cancellation.
+        self._runner = web.AppRunner(
+            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.limits.drain_timeout_s
+        )
         self.host = settings.server.host
         self.port = settings.server.port
 

@@ -71,6 +71,9 @@ class ChatRequest:
     task: str | None = None
     quality: str = "standard"
     tenant: str = "default"
+    workflow: str | None = None  # metadata.workflow / x-router-workflow: a budget and reporting tag
+    allowed_tiers: tuple[str, ...] = ("local", "frontier", "advisor")  # the tenant's, set at admission
+    budget_exhausted: str = "local"  # the tenant's on_budget_exhausted: local | reject
     has_tools: bool = False
     tools: list[ToolSpec] = field(default_factory=list)
     tool_choice: str | dict[str, Any] | None = None  # OpenAI form: "auto" | "none" | "required" | {function: …}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -8,6 +10,9 @@ from router.config import DEFAULT_MODEL_NAME, Settings
 from tests.support.server import ServerThread, running
 
 MODEL = DEFAULT_MODEL_NAME
+
+# Ledgers, caches and other state of the servers under test go to a scratch directory, never the user's.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="hybrid-router-tests-")
 
 
 @pytest.fixture(scope="session")

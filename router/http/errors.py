@@ -13,7 +13,7 @@ JSON = "application/json"
 
 
 def error_response(exc: RouterError, api: str = "openai") -> web.Response:
-    headers = {}
+    headers = dict(exc.headers)
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     status = exc.status

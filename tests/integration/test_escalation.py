@@ -28,6 +28,7 @@ def start(fake: FakeFrontier, tmp_path, frontier_extra: str = "", routing: str =
     key.write_text("k")
     cfg = tmp_path / "router.yaml"
     cfg.write_text(
+        "cache: {enabled: false}\n"  # every request here must run the local model and reach the fake
         f"{routing}frontier:\n"
         f"  models:\n"
         f'    - {{name: claude, provider: anthropic, model_id: {model_id}, base_url: "{fake.url}", '

@@ -45,7 +45,13 @@ PROVIDERS = {
 
 
 def frontier_config(fake: FakeFrontier, key_file: Path, extra: str = "") -> str:
-    lines = ["frontier:", "  resilience: {max_retries: 2, backoff_base_s: 0.01, backoff_max_s: 1.0}", "  models:"]
+    # The cache is off: every request here must reach the fake upstream.
+    lines = [
+        "cache: {enabled: false}",
+        "frontier:",
+        "  resilience: {max_retries: 2, backoff_base_s: 0.01, backoff_max_s: 1.0}",
+        "  models:",
+    ]
     for name, (provider, behaviour, opts) in PROVIDERS.items():
         base = fake.url if provider == "anthropic" else fake.url + "/v1"
         fields = {
@@ -365,6 +371,7 @@ def test_breaker_opens_and_recovers(fake, tmp_path) -> None:
     key.write_text("k")
     cfg = tmp_path / "router.yaml"
     cfg.write_text(
+        "cache: {enabled: false}\n"
         "frontier:\n  resilience: {max_retries: 0, breaker_failures: 2, breaker_cooldown_s: 0.5}\n  models:\n"
         f'    - {{name: flaky, provider: openai, model_id: flaky_3, base_url: "{fake.url}/v1", '
         f'api_key_file: "{key}", fallback_to_local: false}}\n'

@@ -73,11 +73,12 @@ def test_example_config_is_valid_and_documents_every_option() -> None:
     settings = load_settings(example, environ={})
     text = example.read_text()
     assert settings.routing == Settings().routing  # the example shows the defaults
-    from router.config import FrontierModelSettings
+    assert (settings.cache, settings.embeddings) == (Settings().cache, Settings().embeddings)
+    from router.config import BudgetSettings, FrontierModelSettings, TenantSettings
 
     f = settings.frontier
     for model in (type(settings), type(settings.server), type(settings.models[0]), type(settings.routing),
                   type(settings.routing.rules[0]), type(f), type(f.resilience), type(f.escalation), type(f.advisor),
-                  type(f.compression), FrontierModelSettings):
+                  type(f.compression), FrontierModelSettings, type(settings.embeddings), type(settings.cache)):
         for field in model.model_fields:
             assert f"{field}:" in text, f"{model.__name__}.{field} is not documented in {example.name}"

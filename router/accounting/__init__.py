@@ -1,0 +1,1 @@
+"""Money and limits: API keys and tenants, rate limits, budgets, the cost ledger."""

@@ -1,0 +1,131 @@
+"""Who is asking, and may they: API key → tenant, rate limits, in-flight limits, allowed tiers and models."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from router.accounting.keys import KeyStore, load_keys_file
+from router.accounting.limits import InFlight, TokenBucket
+from router.config import Settings, TenantSettings
+from router.errors import AuthenticationError, Overloaded, PermissionDenied, RateLimited
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass
+class Tenant:
+    settings: TenantSettings
+    requests: TokenBucket | None
+    tokens: TokenBucket | None
+    in_flight: InFlight
+
+    @classmethod
+    def build(cls, settings: TenantSettings) -> Tenant:
+        requests = tokens = None
+        if settings.requests_per_s is not None:
+            burst = settings.burst or max(1, math.ceil(2 * settings.requests_per_s))
+            requests = TokenBucket(settings.requests_per_s, burst)
+        if settings.tokens_per_min is not None:
+            tokens = TokenBucket(settings.tokens_per_min / 60.0, settings.tokens_per_min)
+        return cls(settings, requests, tokens, InFlight(settings.max_in_flight))
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted request: release it when the request ends."""
+
+    tenant: Tenant
+    headers: dict[str, str] = field(default_factory=dict)
+    released: bool = False
+
+
+class AccessControl:
+    def __init__(self, settings: Settings) -> None:
+        self.auth = settings.auth
+        self.retry_after = settings.limits.retry_after_s
+        self.keys = KeyStore(load_keys_file(settings.auth.keys_file) if settings.auth.keys_file else [])
+        self.tenants = {t.name: Tenant.build(t) for t in settings.tenants}
+        self.in_flight = InFlight(settings.limits.max_in_flight)
+
+    def tenant(self, name: str) -> Tenant:
+        found = self.tenants.get(name)
+        if found is None:  # a key's tenant with no settings: no limits
+            found = self.tenants[name] = Tenant.build(TenantSettings(name=name))
+        return found
+
+    def authenticate(self, headers: Mapping[str, str]) -> Tenant:
+        """The caller's tenant from `Authorization: Bearer` or `x-api-key`; 401 without a valid key."""
+        if not self.auth.enabled:
+            return self.tenant(DEFAULT_TENANT)
+        presented = headers.get("x-api-key") or ""
+        authorization = headers.get("authorization") or ""
+        if not presented and authorization[:7].lower() == "bearer ":
+            presented = authorization[7:].strip()
+        if not presented:
+            raise AuthenticationError("missing API key: send Authorization: Bearer <key> or x-api-key")
+        tenant = self.keys.tenant_of(presented)
+        if tenant is None:
+            raise AuthenticationError("invalid API key")
+        return self.tenant(tenant)
+
+    def admit(self, tenant: Tenant, tokens: int) -> Ticket:
+        """Take a request (and its token estimate) from the tenant's limits, or refuse at once."""
+        headers: dict[str, str] = {}
+        if tenant.requests is not None:
+            wait = tenant.requests.take(1)
+            headers.update(_headers("requests", tenant.requests))
+            if wait:
+                exc = RateLimited(
+                    f"rate limit of {tenant.settings.requests_per_s:g} requests/s reached for this key",
+                    retry_after=wait,
+                    headers=headers,
+                )
+                raise exc
+        if tenant.tokens is not None:
+            wait = tenant.tokens.take(tokens)
+            headers.update(_headers("tokens", tenant.tokens))
+            if wait:
+                if tenant.requests is not None:
+                    tenant.requests.give_back(1)
+                exc = RateLimited(
+                    f"token rate limit of {tenant.settings.tokens_per_min} tokens/min reached for this key "
+                    f"(this request counts {tokens})",
+                    retry_after=wait if wait != math.inf else 60.0,
+                    headers=headers,
+                )
+                raise exc
+        if not self.in_flight.enter():
+            raise Overloaded("the router is at capacity; retry shortly", retry_after=self.retry_after)
+        if not tenant.in_flight.enter():
+            self.in_flight.leave()
+            raise Overloaded("too many concurrent requests for this key", retry_after=self.retry_after)
+        return Ticket(tenant, headers)
+
+    def release(self, ticket: Ticket) -> None:
+        if not ticket.released:
+            ticket.released = True
+            ticket.tenant.in_flight.leave()
+            self.in_flight.leave()
+
+    @staticmethod
+    def check_model(tenant: Tenant, model: str) -> None:
+        """An explicitly named model or tier the tenant may not use: 403."""
+        allowed = tenant.settings.allowed_models
+        if allowed is not None and model not in allowed and model not in ("auto", "local", "frontier"):
+            raise PermissionDenied(f"this key may not use model {model!r}", param="model")
+        if model in ("local", "frontier") and model not in tenant.settings.allowed_tiers:
+            raise PermissionDenied(f"this key may not use the {model} tier", param="model")
+
+
+def _headers(kind: str, bucket: TokenBucket) -> dict[str, str]:
+    return {
+        f"x-ratelimit-limit-{kind}": str(int(bucket.capacity)),
+        f"x-ratelimit-remaining-{kind}": str(max(0, bucket.remaining())),
+        f"x-ratelimit-reset-{kind}": f"{bucket.reset_after():.3f}s",
+    }
