@@ -75,6 +75,7 @@ async def main() -> None:
     mock_url = re.search(r"http://[\d.]+:\d+", mock.stdout.readline()).group(0)  # type: ignore[union-attr]
     (tmp / "key").write_text("sk-bench")
     (tmp / "router.yaml").write_text(
+        "cache: {enabled: false}\n"  # every request must reach the upstream
         "frontier:\n  models:\n"
         f'    - {{name: claude, provider: anthropic, model_id: mock, base_url: "{mock_url}", '
         f'api_key_file: "{tmp}/key"}}\n'

@@ -124,7 +124,9 @@ class Resilience:
         if request.deadline is not None:
             timeout = min(timeout, request.deadline - asyncio.get_running_loop().time())
         try:
-            first = await asyncio.wait_for(anext(stream), timeout=max(timeout, 0.001))
+            # asyncio.timeout, not wait_for: no extra task (and scheduling hop) on the first-token path.
+            async with asyncio.timeout(max(timeout, 0.001)):
+                first = await anext(stream)
         except TimeoutError:
             await stream.aclose()  # type: ignore[attr-defined]
             raise Timeout(f"frontier model {provider.name!r} sent no first token in time") from None
