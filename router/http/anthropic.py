@@ -9,6 +9,7 @@ import orjson
 
 from router.errors import InvalidRequest
 from router.http import sse
+from router.http.caching import cache_controls
 from router.http.openai import routing_hints
 from router.http.validate import expect_object, opt_bool, opt_int, opt_number, opt_str, stop_sequences
 from router.types import ChatRequest, Completion, Message, SamplingParams, ToolCall, ToolSpec, Usage
@@ -126,6 +127,7 @@ def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | No
     if metadata is not None:
         meta = {k: v for k, v in expect_object(metadata, "metadata").items() if type(v) is str}
     task, quality = routing_hints(meta, headers or {})
+    cache_lookup, cache_store = cache_controls(body, headers or {})
     return ChatRequest(
         model=model,
         messages=messages,
@@ -143,6 +145,8 @@ def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | No
         has_tools=bool(tools),
         tools=tools,
         tool_choice=_tool_choice(body.get("tool_choice")),
+        cache_lookup=cache_lookup,
+        cache_store=cache_store,
     )
 
 

@@ -10,6 +10,7 @@ import orjson
 
 from router.errors import InvalidRequest
 from router.http import sse
+from router.http.caching import cache_controls
 from router.http.validate import (
     expect_object,
     opt_bool,
@@ -175,6 +176,7 @@ def parse_chat_request(body: dict[str, Any], headers: Mapping[str, str] | None =
         if any(type(v) is not str for v in metadata.values()):
             raise InvalidRequest("metadata values must be strings", param="metadata")
     task, quality = routing_hints(metadata or {}, headers or {})
+    cache_lookup, cache_store = cache_controls(body, headers or {})
     return ChatRequest(
         model=model,
         messages=messages,
@@ -189,6 +191,8 @@ def parse_chat_request(body: dict[str, Any], headers: Mapping[str, str] | None =
         has_tools=bool(tools),
         tools=tools,
         tool_choice=tool_choice,
+        cache_lookup=cache_lookup,
+        cache_store=cache_store,
     )
 
 

@@ -1,0 +1,523 @@
+"""The two-level response cache: `lookup` before a model runs, `recording` to store what it answered.
+
+    lookup   exact tier: fnv1a_64(canonical request) → entry, verified against the stored canonical bytes;
+             semantic tier (safe requests only, see keys.py): embed the prompt, search the request's namespace
+             index, accept the best candidate at or above the threshold that passes the lexical guard (guard.py)
+    store    only an answer that streamed to its end (finish stop, length or tool_calls) and was fully consumed:
+             never an error, never an interrupted or cancelled stream. The store runs in a task after the last
+             chunk went out, so it never delays the answer.
+
+Bounded: a TTL (wall clock, so it survives restarts) and `max_entries` with least-recently-used eviction; an
+evicted entry's vector is marked deleted in its index and its slot reused. Persisted, when `persist_dir` is set,
+by periodic atomic snapshots (snapshot.py), loaded at start-up; a bad snapshot is reported and ignored.
+
+Everything here runs on the event loop except inference (embed.py's thread) and index work (semantic.py's thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.cache import snapshot
+from router.cache.embed import EmbeddingService
+from router.cache.guard import Anchors, agree, anchors
+from router.cache.keys import Keys, cache_keys, embedding_text
+from router.cache.semantic import Namespace, SemanticIndex
+from router.config import CacheSettings
+from router.errors import RouterError
+from router.fastpath import fnv1a_64
+from router.routing.policy import Decision
+from router.types import ChatRequest, Chunk, Completion, ToolCall, Usage
+
+log = logging.getLogger(__name__)
+
+STORABLE = frozenset({"stop", "length", "tool_calls"})
+# Embedded once at start and kept in snapshots: a snapshot's vectors are only reused when today's model maps this
+# sentence to the same vector, whatever the model's file or name.
+PROBE = "hybrid-router cache compatibility probe: the quick brown fox jumps over the lazy dog."
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Counters for the metrics exporter (they only ever grow)."""
+
+    hits_exact: int = 0
+    hits_semantic: int = 0
+    misses: int = 0
+    bypasses: int = 0
+    stores: int = 0
+    not_stored: int = 0  # finished with an error/cancel, or too long
+    evictions: int = 0
+    expirations: int = 0
+    guard_rejections: int = 0  # semantic candidates above the threshold refused by the lexical guard
+    snapshots: int = 0
+    snapshot_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    key: bytes
+    hash: int
+    model: str
+    completion: Completion
+    created: float
+    expires: float
+    namespace_key: bytes | None = None  # set when the entry is matched semantically too
+    namespace_hash: int = 0
+    prompt: str = ""
+    namespace: Namespace | None = None  # once its vector is in the index
+    label: int = -1
+    alive: bool = True
+    _anchors: Anchors | None = None
+
+    @property
+    def anchors(self) -> Anchors:
+        if self._anchors is None:
+            self._anchors = anchors(self.prompt)
+        return self._anchors
+
+
+@dataclass(slots=True)
+class Lookup:
+    """What `lookup` found, and what `recording` needs to store the answer on a miss."""
+
+    status: str  # hit-exact | hit-semantic | miss | bypass
+    keys: Keys | None = None
+    store: bool = False
+    similarity: float | None = None
+    entry: Entry | None = None
+    vector: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def hit(self) -> bool:
+        return self.entry is not None
+
+    def completion(self) -> Completion:
+        """The cached answer (a copy: callers may annotate it)."""
+        assert self.entry is not None
+        c = self.entry.completion
+        return Completion(
+            c.text,
+            c.finish_reason,
+            Usage(c.usage.prompt_tokens, c.usage.completion_tokens),
+            None,
+            list(c.tool_calls) if c.tool_calls else None,
+        )
+
+    def headers(self) -> dict[str, str]:
+        headers = {"x-router-cache": self.status}
+        if self.similarity is not None:
+            headers["x-router-cache-similarity"] = f"{self.similarity:.4f}"
+        return headers
+
+
+BYPASS = Lookup("bypass")
+
+
+class ResponseCache:
+    def __init__(
+        self,
+        settings: CacheSettings,
+        embeddings: EmbeddingService | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._embeddings = embeddings if settings.semantic else None
+        self._index: SemanticIndex | None = None
+        self._entries: OrderedDict[int, Entry] = OrderedDict()  # exact hash → entry, least recently used first
+        self._by_age: dict[int, Entry] = {}  # the same entries, oldest first (= soonest to expire)
+        self._namespaces: dict[int, Namespace] = {}
+        self._next_label = 0
+        self._probe: np.ndarray | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._maintainer: asyncio.Task[None] | None = None
+        self.ready = not settings.enabled  # a disabled cache has nothing to load
+        self.stats = CacheStats()
+        self.path = Path(settings.persist_dir) / snapshot.FILE_NAME if settings.persist_dir else None
+
+    @property
+    def semantic(self) -> bool:
+        return self._index is not None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Wait for the embedding model, load the snapshot, start maintenance. Never raises for a bad snapshot."""
+        if not self.settings.enabled:
+            return
+        if self._embeddings is not None:
+            await self._embeddings.started.wait()
+            if self._embeddings.ready:
+                s = self.settings
+                try:
+                    self._index = SemanticIndex(
+                        self._embeddings.dim,
+                        m=s.hnsw_m,
+                        ef_construction=s.hnsw_ef_construction,
+                        ef_search=s.hnsw_ef_search,
+                    )
+                except ImportError:
+                    log.warning("response cache: hnswlib is not installed, so exact matches only")
+                else:
+                    self._probe = (await self._embeddings.embed([PROBE])).vectors[0]
+            else:
+                log.warning("response cache: no embedding model, so exact matches only")
+        if self.path is not None:
+            await self.load()
+        self._maintainer = asyncio.get_running_loop().create_task(self._maintain(), name="cache-maintenance")
+        self.ready = True
+
+    async def aclose(self) -> None:
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            await asyncio.gather(self._maintainer, return_exceptions=True)
+        await self.flush()
+        if self.path is not None and self.ready:
+            try:
+                await self.save()
+            except OSError as exc:
+                log.error("response cache: final snapshot to %s failed: %s", self.path, exc)
+        if self._index is not None:
+            self._index.close()
+
+    async def flush(self) -> None:
+        """Wait for the stores in progress and the index work they queued (tests, shutdown, snapshots)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._index is not None:
+            await self._index.drain()
+
+    async def _maintain(self) -> None:
+        sweep_every = min(60.0, self.settings.ttl_s)
+        snapshot_every = self.settings.snapshot_interval_s if self.path is not None else 0.0
+        last_snapshot = time.monotonic()
+        while True:
+            await asyncio.sleep(sweep_every if not snapshot_every else min(sweep_every, snapshot_every))
+            self.sweep()
+            if snapshot_every and time.monotonic() - last_snapshot >= snapshot_every:
+                last_snapshot = time.monotonic()
+                try:
+                    await self.save()
+                except OSError as exc:
+                    self.stats.snapshot_errors += 1
+                    log.error("response cache: snapshot to %s failed: %s", self.path, exc)
+
+    # -- lookup --------------------------------------------------------------------------------------------------
+
+    async def lookup(self, request: ChatRequest, decision: Decision) -> Lookup:
+        s = self.settings
+        if not self.ready or not s.enabled or request.sampling.temperature > s.exact_max_temperature:
+            self.stats.bypasses += 1
+            return BYPASS
+        if not request.cache_lookup:
+            self.stats.bypasses += 1
+            if not request.cache_store:
+                return BYPASS
+            return Lookup("bypass", cache_keys(request, decision, s, self.semantic), store=True)
+        keys = cache_keys(request, decision, s, self.semantic)
+        result = Lookup("miss", keys, store=request.cache_store)
+        now = self.clock()
+        entry = self._entries.get(keys.exact_hash)
+        if entry is not None and entry.key == keys.exact:  # the bytes, not just the hash: no collision serves
+            if entry.expires > now:
+                self._entries.move_to_end(entry.hash)
+                self.stats.hits_exact += 1
+                result.status, result.entry, result.similarity, result.store = "hit-exact", entry, 1.0, False
+                return result
+            self._remove(entry, expired=True)
+        if keys.namespace is not None:
+            await self._semantic(request, decision, keys, result, now)
+        if result.entry is None:
+            self.stats.misses += 1
+        return result
+
+    async def _semantic(self, request: ChatRequest, decision: Decision, keys: Keys, result: Lookup, now: float) -> None:
+        ns = self._namespaces.get(keys.namespace_hash)
+        if ns is None or ns.key != keys.namespace or not ns.labels:
+            return  # nothing to match against: the embedding is left to the store, off the hot path
+        assert self._embeddings is not None and self._index is not None
+        try:
+            embedded = await self._embeddings.embed([embedding_text(keys.prompt)])
+        except RouterError:  # saturated or failing: a miss, not an error
+            return
+        if embedded.truncated[0]:
+            # Beyond the model's window two prompts may differ where the embedding cannot see.
+            result.keys = Keys(keys.exact, keys.exact_hash)
+            return
+        result.vector = embedded.vectors[0]
+        candidates = await self._index.search(ns, result.vector, self.settings.candidates)
+        if not candidates:
+            return
+        result.similarity = candidates[0][1]
+        threshold = self.threshold(decision)
+        mine: Anchors | None = None
+        for label, similarity in candidates:
+            if similarity < threshold:
+                break
+            entry = ns.labels.get(label)
+            if entry is None or not entry.alive:
+                continue
+            if entry.expires <= now:
+                self._remove(entry, expired=True)
+                continue
+            if self.settings.guard:
+                mine = mine or anchors(keys.prompt)
+                if not agree(mine, entry.anchors, self.settings.guard_extra_words):
+                    self.stats.guard_rejections += 1
+                    continue
+            self._entries.move_to_end(entry.hash)
+            self.stats.hits_semantic += 1
+            result.status, result.entry, result.similarity, result.store = "hit-semantic", entry, similarity, False
+            return
+
+    def threshold(self, decision: Decision) -> float:
+        t = self.settings.thresholds
+        return t.get(decision.rule) or t.get(decision.task) or self.settings.similarity_threshold
+
+    # -- store ---------------------------------------------------------------------------------------------------
+
+    async def recording(
+        self, first: Chunk, rest: AsyncIterator[Chunk], lookup: Lookup, model: str
+    ) -> AsyncIterator[Chunk]:
+        """`rest`, passed through; once it has ended normally, the whole answer is stored (in a task)."""
+        chunks = [first]
+        async with aclosing(rest):  # type: ignore[type-var]
+            async for chunk in rest:
+                chunks.append(chunk)
+                yield chunk
+        # Only reached when the consumer read past the last chunk: not on cancel, error or early close.
+        task = asyncio.get_running_loop().create_task(self._store(lookup, model, chunks))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _store(self, lookup: Lookup, model: str, chunks: list[Chunk]) -> None:
+        keys = lookup.keys
+        assert keys is not None
+        completion = await Completion.gather(_iterate(chunks))
+        if completion.finish_reason not in STORABLE or len(completion.text) > self.settings.max_answer_chars:
+            self.stats.not_stored += 1
+            return
+        completion.logprobs = None
+        existing = self._entries.get(keys.exact_hash)
+        now = self.clock()
+        if existing is not None and existing.key == keys.exact and existing.expires > now:
+            return  # a concurrent identical request stored it first
+        entry = Entry(
+            keys.exact,
+            keys.exact_hash,
+            model,
+            completion,
+            now,
+            now + self.settings.ttl_s,
+            keys.namespace,
+            keys.namespace_hash,
+            keys.prompt if keys.namespace is not None else "",
+        )
+        self._insert(entry)
+        self.stats.stores += 1
+        if keys.namespace is None or self._index is None:
+            return
+        vector = lookup.vector
+        if vector is None:
+            assert self._embeddings is not None
+            try:
+                embedded = await self._embeddings.embed([embedding_text(keys.prompt)])
+            except RouterError:
+                return
+            if embedded.truncated[0]:
+                return
+            vector = embedded.vectors[0]
+        self._index_entry(entry, vector)
+
+    def _insert(self, entry: Entry) -> None:
+        old = self._entries.get(entry.hash)
+        if old is not None:
+            self._remove(old)  # expired, or a hash collision: the newer answer takes the slot
+        self._entries[entry.hash] = entry
+        self._by_age[entry.hash] = entry
+        while len(self._entries) > self.settings.max_entries:
+            self._remove(next(iter(self._entries.values())), evicted=True)
+
+    def _index_entry(self, entry: Entry, vector: np.ndarray) -> None:
+        if not entry.alive or entry.namespace_key is None or self._index is None:
+            return
+        ns = self._namespaces.get(entry.namespace_hash)
+        if ns is None:
+            ns = self._namespaces[entry.namespace_hash] = Namespace(entry.namespace_key)
+        elif ns.key != entry.namespace_key:
+            return  # hash collision between two namespaces: this entry serves exact matches only
+        entry.namespace, entry.label = ns, self._next_label
+        self._next_label += 1
+        ns.labels[entry.label] = entry
+        self._index.add(ns, entry.label, vector)
+
+    def _remove(self, entry: Entry, *, evicted: bool = False, expired: bool = False) -> None:
+        if not entry.alive:
+            return
+        entry.alive = False
+        if self._entries.get(entry.hash) is entry:
+            del self._entries[entry.hash]
+            del self._by_age[entry.hash]
+        ns = entry.namespace
+        if ns is not None and self._index is not None:
+            ns.labels.pop(entry.label, None)
+            self._index.delete(ns, entry.label)
+            if not ns.labels and self._namespaces.get(entry.namespace_hash) is ns:
+                del self._namespaces[entry.namespace_hash]  # its index goes once queued work is done
+        self.stats.evictions += evicted
+        self.stats.expirations += expired
+
+    def sweep(self) -> int:
+        """Drop expired entries (oldest first, so this stops at the first live one)."""
+        now = self.clock()
+        expired = []
+        for entry in self._by_age.values():
+            if entry.expires > now:
+                break
+            expired.append(entry)
+        for entry in expired:
+            self._remove(entry, expired=True)
+        return len(expired)
+
+    def metrics(self) -> dict[str, int]:
+        """Counters plus current sizes, for the observability exporter."""
+        return {**self.stats.as_dict(), "entries": len(self._entries), "namespaces": len(self._namespaces)}
+
+    # -- persistence ---------------------------------------------------------------------------------------------
+
+    async def save(self) -> int:
+        """Write a snapshot now; returns the number of entries written."""
+        assert self.path is not None
+        self.sweep()
+        entries = list(self._by_age.values())
+        vectors: dict[int, np.ndarray] = {}  # id(entry) → its vector
+        if self._index is not None:
+            groups: dict[int, tuple[Namespace, list[Entry]]] = {}
+            for e in entries:
+                if e.namespace is not None and e.alive:
+                    groups.setdefault(id(e.namespace), (e.namespace, []))[1].append(e)
+            for ns, members in groups.values():
+                rows = await self._index.vectors(ns, [e.label for e in members])
+                vectors.update((id(e), row) for e, row in zip(members, rows, strict=True) if np.isfinite(row).all())
+        records, matrix = [], []
+        for e in entries:
+            row = vectors.get(id(e))
+            if row is not None:
+                matrix.append(row)
+            c = e.completion
+            records.append(
+                [
+                    e.key.decode(),
+                    e.model,
+                    c.text,
+                    c.finish_reason,
+                    c.usage.prompt_tokens,
+                    c.usage.completion_tokens,
+                    [[t.id, t.name, t.arguments] for t in c.tool_calls] if c.tool_calls else None,
+                    e.created,
+                    e.expires,
+                    e.namespace_key.decode() if e.namespace_key is not None else None,
+                    e.prompt,
+                    len(matrix) - 1 if row is not None else -1,
+                ]
+            )
+        dim = self._index.dim if self._index is not None else 0
+        meta = {
+            "dim": dim,
+            "probe": self._probe.tolist() if self._probe is not None else None,
+            "entries": records,
+        }
+        array = np.stack(matrix) if matrix else np.zeros((0, dim), dtype=np.float32)
+        await asyncio.to_thread(snapshot.write, self.path, meta, array)
+        self.stats.snapshots += 1
+        return len(records)
+
+    async def load(self) -> int:
+        """Load the snapshot (start-up only); returns the entries loaded. A bad file is logged and ignored."""
+        assert self.path is not None
+        if not self.path.exists():
+            return 0
+        try:
+            meta, vectors = await asyncio.to_thread(snapshot.read, self.path)
+            decoded = _decode(meta, vectors, self.clock())
+        except snapshot.SnapshotError as exc:
+            self.stats.snapshot_errors += 1
+            log.error("response cache: snapshot %s ignored: %s", self.path, exc)
+            return 0
+        semantic = self._index is not None and self._compatible(meta, vectors)
+        if self._index is not None and not semantic and len(vectors):
+            log.warning(
+                "response cache: snapshot %s was made with another embedding model; "
+                "its entries serve exact matches only",
+                self.path,
+            )
+        for entry, vector in decoded[-self.settings.max_entries :]:
+            self._insert(entry)
+            if semantic and vector is not None:
+                self._index_entry(entry, vector)
+            elif not semantic:
+                entry.namespace_key = None
+        log.info("response cache: %d entries loaded from %s", len(self._entries), self.path)
+        return len(self._entries)
+
+    def _compatible(self, meta: dict[str, Any], vectors: np.ndarray) -> bool:
+        probe = meta.get("probe")
+        if self._probe is None or not isinstance(probe, list) or len(probe) != len(self._probe):
+            return False
+        if vectors.size and vectors.shape[1] != len(self._probe):
+            return False
+        return float(np.dot(np.asarray(probe, dtype=np.float32), self._probe)) >= 0.9999
+
+
+async def _iterate(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+def _decode(meta: dict[str, Any], vectors: np.ndarray, now: float) -> list[tuple[Entry, np.ndarray | None]]:
+    out = []
+    try:
+        for rec in meta["entries"]:
+            (key, model, text, finish, p_tokens, c_tokens, calls, created, expires, ns_key, prompt, row) = rec
+            if expires <= now:
+                continue
+            key_bytes = key.encode()
+            tool_calls = [ToolCall(*c) for c in calls] if calls else None
+            completion = Completion(text, finish, Usage(int(p_tokens), int(c_tokens)), None, tool_calls)
+            ns_bytes = ns_key.encode() if ns_key is not None else None
+            entry = Entry(
+                key_bytes,
+                fnv1a_64(key_bytes),
+                model,
+                completion,
+                float(created),
+                float(expires),
+                ns_bytes,
+                fnv1a_64(ns_bytes) if ns_bytes is not None else 0,
+                prompt,
+            )
+            if not (isinstance(text, str) and isinstance(model, str) and isinstance(prompt, str)):
+                raise TypeError("entry fields of the wrong type")
+            out.append((entry, vectors[row] if row >= 0 else None))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise snapshot.SnapshotError(f"bad entry: {exc}") from None
+    out.sort(key=lambda pair: pair[0].created)
+    return out
