@@ -63,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     w = p.add_argument_group("workload")
     w.add_argument("--workload", default=DEFAULT_WORKLOAD, help="JSONL (native) or ShareGPT JSON/JSONL file")
     w.add_argument("--max-tokens", type=int, default=128, help="max_tokens for items that give none")
+    w.add_argument("--max-tokens-cap", type=int, help="cap every request's max_tokens, the workload's included")
     w.add_argument("--temperature", type=float, help="sampling temperature sent with every request")
     w.add_argument(
         "--no-shuffle", action="store_true", help="cycle through the file in order (default: seeded shuffle)"
@@ -114,9 +115,38 @@ def main(argv: list[str]) -> int:
     except ImportError:
         runner = asyncio.run  # type: ignore[assignment]
     try:
-        return runner(_run(args, items, argv))
+        run = runner(_run(args, items, argv))
     except KeyboardInterrupt:
         return 130
+    if run is None:
+        return 1
+    write_outputs(run, args)
+    return 0
+
+
+def _slo(args: argparse.Namespace) -> SLO:
+    return SLO(
+        ttft=args.slo_ttft_ms / 1e3 if args.slo_ttft_ms else None,
+        tpot=args.slo_tpot_ms / 1e3 if args.slo_tpot_ms else None,
+        e2e=args.slo_e2e_ms / 1e3 if args.slo_e2e_ms else None,
+    )
+
+
+def write_outputs(run: report.RunReport, args: argparse.Namespace) -> None:
+    slo = _slo(args)
+    out_dir = Path(args.out or Path("benchmarks/out") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(report.terminal(run, slo))
+    (out_dir / "results.json").write_bytes(report.to_json(run))
+    plots: list[str] = []
+    if not args.no_plots:
+        from router.bench.plots import write_all
+
+        title = args.name or f"{run.meta['target']['base_url']} ({run.meta['target']['model']})"
+        plots = write_all(run.points, out_dir, title)
+    (out_dir / "report.md").write_text(report.markdown(run, slo, plots))
+    written = ["results.json", "report.md", *(Path(p).name for p in plots)]
+    print(f"\nwrote {', '.join(written)} to {out_dir}")
 
 
 async def _resolve_model(session: aiohttp.ClientSession, base_url: str, headers: dict[str, str]) -> str:
@@ -129,16 +159,12 @@ async def _resolve_model(session: aiohttp.ClientSession, base_url: str, headers:
     return str(models[0])
 
 
-async def _run(args: argparse.Namespace, items: list[WorkItem], argv: list[str]) -> int:
-    slo = SLO(
-        ttft=args.slo_ttft_ms / 1e3 if args.slo_ttft_ms else None,
-        tpot=args.slo_tpot_ms / 1e3 if args.slo_tpot_ms else None,
-        e2e=args.slo_e2e_ms / 1e3 if args.slo_e2e_ms else None,
-    )
+async def _run(args: argparse.Namespace, items: list[WorkItem], argv: list[str]) -> report.RunReport | None:
+    slo = _slo(args)
     prices = load_prices(args.prices)
     if args.reference_model not in prices:
         print(f"hybrid-router bench: no price for --reference-model {args.reference_model!r}", file=sys.stderr)
-        return 2
+        return None
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
@@ -148,6 +174,7 @@ async def _run(args: argparse.Namespace, items: list[WorkItem], argv: list[str])
             api_key=args.api_key,
             stream=not args.no_stream,
             max_tokens=args.max_tokens,
+            max_tokens_cap=args.max_tokens_cap,
             temperature=args.temperature,
             extra_headers=dict(args.header),
         )
@@ -156,7 +183,7 @@ async def _run(args: argparse.Namespace, items: list[WorkItem], argv: list[str])
                 target.model = await _resolve_model(session, args.base_url, target.headers())
             except (aiohttp.ClientError, RuntimeError, TimeoutError) as exc:
                 print(f"hybrid-router bench: cannot list models at {args.base_url}: {exc}", file=sys.stderr)
-                return 1
+                return None
         workload = order(items, shuffle=not args.no_shuffle, seed=args.seed)
         mode, levels = ("open", args.rate) if args.rate else ("closed", args.concurrency)
         show = not args.no_progress and sys.stderr.isatty()
@@ -190,17 +217,4 @@ async def _run(args: argparse.Namespace, items: list[WorkItem], argv: list[str])
             summary = report.stats.summarise(result.records, slo)
             cost = report.cost_of(result.records, prices, args.reference_model, args.assume_tier)
             run.points.append(report.PointReport(result, summary, cost))
-    out_dir = Path(args.out or Path("benchmarks/out") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    print(report.terminal(run, slo))
-    (out_dir / "results.json").write_bytes(report.to_json(run))
-    plots: list[str] = []
-    if not args.no_plots:
-        from router.bench.plots import write_all
-
-        plots = write_all(run.points, out_dir, args.name or f"{args.base_url} ({target.model})")
-    (out_dir / "report.md").write_text(report.markdown(run, slo, plots))
-    print(
-        f"\nwrote {out_dir}/results.json, report.md" + (", " + ", ".join(Path(p).name for p in plots) if plots else "")
-    )
-    return 0
+    return run

@@ -1,7 +1,7 @@
 """One request against an OpenAI-compatible server → a filled-in RequestRecord.
 
-The SSE stream is parsed by hand from `resp.content` (a line reader): the client must stay cheaper than any
-server it measures, so each chunk costs one orjson.loads and a few dict lookups.
+The SSE stream is parsed by hand from `resp.content`, one batch of lines per network read: the client must stay
+cheaper than any server it measures, so each chunk costs one orjson.loads and a few dict lookups.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import orjson
 
 from router.bench.stats import RequestRecord
 from router.bench.workload import WorkItem
+from router.engines.openai_http import iter_lines
 
-_TRUE = {"1", "true", "yes"}
+_FALSE = {"", "0", "false", "no"}
 
 
 @dataclass(slots=True)
@@ -29,6 +30,7 @@ class Target:
     api_key: str | None = None
     stream: bool = True
     max_tokens: int | None = None  # used when a work item names none
+    max_tokens_cap: int | None = None  # upper bound on every request's max_tokens (small local models)
     temperature: float | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
 
@@ -48,6 +50,8 @@ class Target:
         if self.stream:
             body["stream_options"] = {"include_usage": True}
         max_tokens = item.max_tokens if item.max_tokens is not None else self.max_tokens
+        if self.max_tokens_cap is not None:
+            max_tokens = min(max_tokens or self.max_tokens_cap, self.max_tokens_cap)
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if self.temperature is not None:
@@ -98,8 +102,9 @@ def _read_router_headers(h: Any, rec: RequestRecord) -> None:
     rec.tier = h.get("x-router-tier")
     rec.cache = h.get("x-router-cache")
     rec.model = h.get("x-router-model")
+    # The router names why it escalated; any value but an explicit no counts.
     esc = h.get("x-router-escalated")
-    rec.escalated = esc is not None and esc.lower() in _TRUE
+    rec.escalated = esc is not None and esc.strip().lower() not in _FALSE
     cost = h.get("x-router-cost-usd")
     if cost is not None:
         with contextlib.suppress(ValueError):
@@ -111,37 +116,39 @@ async def _read_stream(resp: aiohttp.ClientResponse, rec: RequestRecord) -> None
     chars = 0
     done = False
     finished = False
-    async for line in resp.content:
-        if not line.startswith(b"data:"):
-            continue  # blank separators, `event:` lines, `:` keep-alive comments
-        if line.startswith(b"data: [DONE]"):
-            done = True
-            continue
-        obj = orjson.loads(line[5:])
-        if "error" in obj:
-            err = obj["error"]
-            rec.error = "stream_error"
-            rec.error_detail = str(err.get("message", err) if isinstance(err, dict) else err)[:500]
-            return
-        choices = obj.get("choices")
-        if choices:
-            choice = choices[0]
-            delta = choice.get("delta")
-            if delta:
-                text = delta.get("content")
-                if text:
-                    now = perf_counter()
-                    if rec.first_token is None:
-                        rec.first_token = now
-                    times.append(now)
-                    chars += len(text)
-            if choice.get("finish_reason"):
-                finished = True
-        usage = obj.get("usage")
-        if usage:
-            rec.prompt_tokens = usage.get("prompt_tokens") or 0
-            rec.completion_tokens = usage.get("completion_tokens") or 0
-            rec.usage_reported = True
+    async for lines in iter_lines(resp.content):
+        # Chunks that arrived in one network read share its arrival time: that is when the client saw them.
+        now = perf_counter()
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # blank separators, `event:` lines, `:` keep-alive comments
+            if line.startswith(b"data: [DONE]"):
+                done = True
+                continue
+            obj = orjson.loads(line[5:])
+            if "error" in obj:
+                err = obj["error"]
+                rec.error = "stream_error"
+                rec.error_detail = str(err.get("message", err) if isinstance(err, dict) else err)[:500]
+                return
+            choices = obj.get("choices")
+            if choices:
+                choice = choices[0]
+                delta = choice.get("delta")
+                if delta:
+                    text = delta.get("content")
+                    if text:
+                        if rec.first_token is None:
+                            rec.first_token = now
+                        times.append(now)
+                        chars += len(text)
+                if choice.get("finish_reason"):
+                    finished = True
+            usage = obj.get("usage")
+            if usage:
+                rec.prompt_tokens = usage.get("prompt_tokens") or 0
+                rec.completion_tokens = usage.get("completion_tokens") or 0
+                rec.usage_reported = True
     rec.output_chars = chars
     if not (done or finished):
         rec.error = "incomplete_stream"

@@ -63,7 +63,7 @@ def _throughput(plt, points: list[PointReport], path: Path, title: str) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax1.plot(offered, [p.summary.request_throughput for p in points], "o-", label="achieved req/s")
     if mode == "open":
-        ax1.plot(offered, offered, "--", color="grey", label="offered")
+        ax1.plot(offered, offered, "x--", color="grey", label="offered")
     ax1b = ax1.twinx()
     ax1b.plot(
         offered, [p.summary.output_token_throughput for p in points], "s:", color="tab:green", label="output tok/s"
