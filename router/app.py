@@ -204,12 +204,11 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
         done.frontier_usage = outcome.frontier_usage
         headers = {**outcome.headers, **ticket.headers}
         writer = writer_for(chat, outcome.model)
-        chunks = _observed(outcome.chunks(), done)
         if not chat.stream:
             async with aclosing(outcome.rest):
                 try:
                     async with asyncio.timeout_at(chat.deadline):
-                        result = await Completion.gather(chunks)
+                        result = await Completion.gather(_observed(outcome.chunks(), done))
                 except TimeoutError:
                     raise Timeout("the request did not finish within its deadline") from None
             return web.Response(body=writer.body(result), content_type=JSON, headers=headers)
@@ -218,9 +217,14 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
         async with aclosing(outcome.rest):
             try:
                 async with asyncio.timeout_at(chat.deadline):
-                    await response.write(writer.start())
-                    async for chunk in chunks:
-                        await response.write(writer.chunk(chunk))
+                    # The stream's opening bytes leave with the first chunk: one send, not two.
+                    done.note(outcome.first)
+                    await response.write(writer.start() + writer.chunk(outcome.first))
+                    async for chunk in outcome.rest:
+                        done.note(chunk)
+                        data = writer.chunk(chunk)
+                        if data:
+                            await response.write(data)
             except TimeoutError:
                 done.status = "error"
                 await response.write(writer.error(Timeout("the request exceeded its deadline")))
@@ -239,16 +243,8 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
 
 
 async def _observed(chunks: AsyncIterator[Chunk], done: Finished) -> AsyncIterator[Chunk]:
-    """Pass chunks through, noting what accounting needs: first-token time, text so far, usage, completion."""
     async for chunk in chunks:
-        if done.ttft is None and (chunk.text or chunk.tool_call is not None):
-            done.ttft = time.monotonic() - done.started
-        if chunk.text:
-            done.parts.append(chunk.text)
-        if chunk.usage is not None:
-            done.usage = chunk.usage
-        if chunk.finish_reason is not None:
-            done.status = "ok" if chunk.finish_reason not in ("error", "cancelled") else chunk.finish_reason
+        done.note(chunk)
         yield chunk
 
 

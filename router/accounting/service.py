@@ -16,7 +16,7 @@ from router.accounting.ledger import Entry, Ledger
 from router.config import BudgetSettings, Settings
 from router.fastpath import estimate_tokens
 from router.observability import Metrics
-from router.types import ChatRequest, Usage
+from router.types import ChatRequest, Chunk, Usage
 
 
 class BudgetExhausted(Exception):
@@ -54,6 +54,17 @@ class Finished:
     headers: dict[str, str] = field(default_factory=dict)
     reservation: Reservation | None = None
     frontier_usage: Usage | None = None  # advisor: what the review cost
+
+    def note(self, chunk: Chunk) -> None:
+        """Called for every chunk sent: first-token time, text so far, usage, completion."""
+        if self.ttft is None and (chunk.text or chunk.tool_call is not None):
+            self.ttft = time.monotonic() - self.started
+        if chunk.text:
+            self.parts.append(chunk.text)
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.finish_reason is not None:
+            self.status = "ok" if chunk.finish_reason not in ("error", "cancelled") else chunk.finish_reason
 
 
 class Accounting:
