@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
 import subprocess
@@ -90,8 +91,10 @@ async def main() -> None:
 
     path = str(default_chat_model())
     llama = Llama(path, n_ctx=2048, verbose=False)
+    # The cache is off: every round repeats the same prompts, and a cache hit is not a model call.
+    env = {**os.environ, "HYBRID_ROUTER_CACHE__ENABLED": "false", "HYBRID_ROUTER_ACCOUNTING__LEDGER_PATH": ""}
     proc = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
-        [sys.executable, "-m", "router.cli", "serve", "--port", "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "router.cli", "serve", "--port", "0"], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]

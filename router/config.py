@@ -55,7 +55,7 @@ class ModelSettings(_Strict):
     n_parallel: int = Field(8, ge=1, le=256, description="Sequences decoded together (continuous batching slots).")
     max_queue_requests: int = Field(64, ge=0, description="Requests waiting for a slot; beyond → 503/529.")
     max_queue_tokens: int = Field(65536, ge=0, description="Prompt tokens waiting for a slot; beyond → 503/529.")
-    prefix_reuse: bool = Field(False, description="Reuse the KV of a shared prompt prefix (system prompt).")
+    prefix_reuse: bool = Field(True, description="Reuse the KV of a shared prompt prefix (system prompt).")
     # vllm
     dtype: str = Field("auto", description="vllm: weights dtype (auto, bfloat16, float16, float32).")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm: share of GPU memory to use.")

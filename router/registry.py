@@ -15,9 +15,13 @@ log = logging.getLogger(__name__)
 def build_engine(settings: ModelSettings) -> Engine:
     # Imports are lazy so that a missing optional dependency only matters for the engine that needs it.
     if settings.engine == "llamacpp":
-        from router.engines.llamacpp import LlamaCppEngine
+        from router.engines.llamacpp_batched import BatchedLlamaCppEngine
 
-        return LlamaCppEngine(settings)
+        return BatchedLlamaCppEngine(settings)
+    if settings.engine == "vllm":
+        from router.engines.vllm import VLLMEngine
+
+        return VLLMEngine(settings)
     if settings.engine == "openai_http":
         import os
 
