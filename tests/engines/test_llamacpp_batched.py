@@ -136,7 +136,7 @@ async def test_logprobs_per_streamed_token() -> None:
 
 
 async def test_prefix_reuse_copies_the_system_prompt() -> None:
-    plain = await started(n_parallel=2)
+    plain = await started(n_parallel=2, prefix_reuse=False)
     reuse = await started(n_parallel=2, prefix_reuse=True)
     try:
         questions = ["Where is Rome?", "Is Paris far from Lyon?", "Name a beach in Spain."]
