@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -22,6 +23,7 @@ from router.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     PermissionDenied,
     RouterError,
@@ -54,6 +56,7 @@ CACHE = web.AppKey("cache", ResponseCache)
 ACCESS = web.AppKey("access", AccessControl)
 ACCOUNTING = web.AppKey("accounting", Accounting)
 METRICS = web.AppKey("metrics", Metrics)
+IN_FLIGHT = web.AppKey("in_flight", set)  # the tasks answering chat requests, for a drain that can end them cleanly
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TENANT = web.RequestKey("tenant", Tenant)
@@ -192,7 +195,10 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
         app[METRICS].shed.labels(exc.code or exc.type).inc()
         raise
     app[METRICS].in_flight.inc()
+    task = asyncio.current_task()
+    app[IN_FLIGHT].add(task)
     done = Finished(chat, request.path, "error", time.monotonic())
+    stream_started: web.StreamResponse | None = None
     try:
         try:
             async with asyncio.timeout_at(chat.deadline):
@@ -214,6 +220,7 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
             return web.Response(body=writer.body(result), content_type=JSON, headers=headers)
         response = web.StreamResponse(headers={**sse.HEADERS, **headers})
         await response.prepare(request)
+        stream_started = response
         async with aclosing(outcome.rest):
             try:
                 async with asyncio.timeout_at(chat.deadline):
@@ -234,8 +241,15 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
         return response
     except (asyncio.CancelledError, ConnectionResetError):
         done.status = "cancelled"
+        if stream_started:
+            # Cancelled while streaming: the client left (the write fails, harmlessly) or the drain timeout ran
+            # out on shutdown (router/server.py; the client gets a proper in-band error, not a cut stream).
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(0.5):
+                    await stream_started.write(writer.error(Overloaded("the server is shutting down")))
         raise
     finally:
+        app[IN_FLIGHT].discard(task)
         access.release(ticket)
         app[METRICS].in_flight.dec()
         summary = accounting.finish(done)
@@ -357,6 +371,7 @@ def build_app(settings: Settings) -> web.Application:
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[IN_FLIGHT] = set()
     quiet_sdk_loggers(settings.server.log_prompts)
     app[FRONTIER] = FrontierTier(settings.frontier)
     app[POLICY] = RoutingPolicy(settings, frontier_models=app[FRONTIER].names)

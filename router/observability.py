@@ -23,7 +23,9 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
-            "router_requests", "Requests by endpoint, tier, task and status", ["endpoint", "tier", "task", "status"],
+            "router_requests",
+            "Requests by endpoint, tier, task and status",
+            ["endpoint", "tier", "task", "status"],
             registry=r,
         )
         self.duration = Histogram(

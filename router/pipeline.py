@@ -179,9 +179,7 @@ class Pipeline:
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
 
-    async def _escalate(
-        self, request: ChatRequest, decision: Decision, why: str, answer: Completion | None
-    ) -> Outcome:
+    async def _escalate(self, request: ChatRequest, decision: Decision, why: str, answer: Completion | None) -> Outcome:
         local_model = decision.model or self.policy.local_default
         escalated = replace(decision, tier="frontier", model=self.frontier.names[0])
         headers = {**escalated.headers(), "x-router-escalated": why}

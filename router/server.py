@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from router.app import REGISTRY, build_app
+from router.app import IN_FLIGHT, REGISTRY, build_app
 from router.config import Settings
 
 
@@ -13,17 +15,18 @@ class Server:
         self.settings = settings
         self.app = build_app(settings)
         # handler_cancellation: a client that disconnects cancels its handler, which stops its generation.
-        # shutdown_timeout: on stop, in-flight requests (streams too) get this long to finish before cancellation.
-        self._runner = web.AppRunner(
-            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.limits.drain_timeout_s
-        )
+        # Chat requests are drained by `stop`; what is left for aiohttp's own shutdown is brief.
+        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
+        self._site: web.TCPSite | None = None
         self.host = settings.server.host
         self.port = settings.server.port
 
     async def start(self) -> None:
         """Listen, then wait until every model has loaded or failed (see `failures`). OSError if it cannot bind."""
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.server.host, self.settings.server.port, reuse_address=True)
+        site = self._site = web.TCPSite(
+            self._runner, self.settings.server.host, self.settings.server.port, reuse_address=True
+        )
         try:
             await site.start()
         except OSError:
@@ -41,4 +44,15 @@ class Server:
         return self.app[REGISTRY].failures
 
     async def stop(self) -> None:
+        """Graceful: stop accepting, let in-flight requests finish for `limits.drain_timeout_s`, then cancel the rest
+        (a stream cut this way ends with an in-band error while its connection is still open), then close."""
+        if self._site is not None:
+            await self._site.stop()
+        in_flight = self.app[IN_FLIGHT]
+        if in_flight:
+            await asyncio.wait(set(in_flight), timeout=self.settings.limits.drain_timeout_s)
+        for task in list(in_flight):
+            task.cancel()
+        if in_flight:
+            await asyncio.wait(set(in_flight), timeout=1.0)
         await self._runner.cleanup()

@@ -123,5 +123,11 @@ class Budgets:
         st = self._state(scope)
         if st is None:
             return {}
-        return {"usd_day": st.usd_day, "usd_month": st.usd_month, "tokens_day": st.tokens_day,
-                "tokens_month": st.tokens_month, "reserved_usd": st.reserved_usd, "reserved_tokens": st.reserved_tokens}
+        return {
+            "usd_day": st.usd_day,
+            "usd_month": st.usd_month,
+            "tokens_day": st.tokens_day,
+            "tokens_month": st.tokens_month,
+            "reserved_usd": st.reserved_usd,
+            "reserved_tokens": st.reserved_tokens,
+        }

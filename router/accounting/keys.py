@@ -71,8 +71,9 @@ def load_keys_file(path: str | Path) -> list[StoredKey]:
     for i, row in enumerate(data):
         if not isinstance(row, dict) or not {"id", "tenant", "salt", "hash"} <= set(row):
             raise ValueError(f"{path}: entry {i} needs id, tenant, salt and hash")
-        keys.append(StoredKey(str(row["id"]), str(row["tenant"]), str(row["salt"]), str(row["hash"]),
-                              str(row.get("name", ""))))
+        keys.append(
+            StoredKey(str(row["id"]), str(row["tenant"]), str(row["salt"]), str(row["hash"]), str(row.get("name", "")))
+        )
     return keys
 
 

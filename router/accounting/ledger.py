@@ -158,9 +158,23 @@ class Ledger:
             "SUM(advisor_frontier_tokens), SUM(advisor_from_scratch_tokens) "
             f"FROM requests WHERE {' AND '.join(where)} GROUP BY task ORDER BY task"
         )
-        keys = ("task", "requests", "local", "frontier", "advisor", "cache_hits", "escalations", "prompt_tokens",
-                "completion_tokens", "cost_usd", "local_cost_usd", "counterfactual_usd", "saved_usd",
-                "advisor_frontier_tokens", "advisor_from_scratch_tokens")
+        keys = (
+            "task",
+            "requests",
+            "local",
+            "frontier",
+            "advisor",
+            "cache_hits",
+            "escalations",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "local_cost_usd",
+            "counterfactual_usd",
+            "saved_usd",
+            "advisor_frontier_tokens",
+            "advisor_from_scratch_tokens",
+        )
         conn = self._connect()
         try:
             return [dict(zip(keys, row, strict=True)) for row in conn.execute(sql, args)]

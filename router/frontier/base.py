@@ -38,9 +38,7 @@ def api_key(settings: FrontierModelSettings) -> str:
         try:
             key = Path(settings.api_key_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise UpstreamError(
-                f"frontier model {settings.name!r}: cannot read api_key_file: {exc.strerror}"
-            ) from None
+            raise UpstreamError(f"frontier model {settings.name!r}: cannot read api_key_file: {exc.strerror}") from None
     else:
         env = settings.api_key_env or DEFAULT_KEY_ENV[settings.provider]
         key = os.environ.get(env, "").strip()

@@ -93,8 +93,12 @@ async def _pre(behavior: str, state: FakeState, model: str) -> None:
     m = re.search(r"flaky_(\d+)", behavior)
     if m and state.counts[model] <= int(m.group(1)):
         raise _Fault(500, "api_error", "flaky upstream")
-    for code, kind in ((400, "invalid_request_error"), (429, "rate_limit_error"), (500, "api_error"),
-                       (529, "overloaded_error")):
+    for code, kind in (
+        (400, "invalid_request_error"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (529, "overloaded_error"),
+    ):
         if f"error_{code}" in behavior:
             headers = {"retry-after": "0.1", "retry-after-ms": "100"} if code == 429 else {}
             raise _Fault(code, kind, f"fake {kind}", headers)

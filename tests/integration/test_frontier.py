@@ -6,6 +6,7 @@ streaming and not, and every fault of the fake: each request ends in a correct a
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import anthropic
@@ -204,25 +205,27 @@ def test_request_errors_pass_back_unretried(router, fake, model: str) -> None:
 @pytest.mark.parametrize("model", ["claude-midstream", "gpt-midstream", "claude-cut", "gpt-cut"])
 def test_failure_after_the_first_byte_ends_the_stream_in_band(router, fake, model: str) -> None:
     received = []
-    with pytest.raises(openai.APIError):
-        with oa(router).chat.completions.create(
+    with (
+        pytest.raises(openai.APIError),
+        oa(router).chat.completions.create(
             model=model, messages=[{"role": "user", "content": QUESTION}], max_tokens=50, stream=True
-        ) as stream:
-            for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    received.append(chunk.choices[0].delta.content)
+        ) as stream,
+    ):
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
     assert "".join(received) == "Frontier answer"  # what came before the failure, and nothing else
     assert len(fake.requests) == 1  # no retry after the first byte
 
 
 @pytest.mark.parametrize("model", ["claude-midstream", "gpt-cut"])
 def test_anthropic_clients_get_an_error_event(router, fake, model: str) -> None:
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with an(router).messages.stream(
-            model=model, max_tokens=50, messages=[{"role": "user", "content": QUESTION}]
-        ) as s:
-            for _ in s.text_stream:
-                pass
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        an(router).messages.stream(model=model, max_tokens=50, messages=[{"role": "user", "content": QUESTION}]) as s,
+    ):
+        for _ in s.text_stream:
+            pass
     assert caught.value.type in ("overloaded_error", "api_error")
     assert len(fake.requests) == 1
 
@@ -248,7 +251,7 @@ def test_slow_stream_is_relayed_chunk_by_chunk(router) -> None:
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 arrivals.append(time.perf_counter())
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert len(arrivals) == len(EXPECTED.split(" "))
     assert min(gaps) > 0.02  # the fake paces deltas 50 ms apart: nothing was buffered and sent in one go
 
@@ -393,5 +396,5 @@ def test_breaker_opens_and_recovers(fake, tmp_path) -> None:
             openai_chat(server, "flaky", stream=False)
         assert breaker.state == "open" and len(fake.requests) == sent + 1
         time.sleep(0.6)
-        headers, text, _ = openai_chat(server, "flaky", stream=False)  # the next probe succeeds
+        _, text, _ = openai_chat(server, "flaky", stream=False)  # the next probe succeeds
         assert text == EXPECTED and breaker.state == "closed"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import aiohttp
 import anthropic
@@ -439,3 +439,39 @@ def test_canary_key_and_prompt_never_leak(server, setup, fake) -> None:
     assert CANARY_PROMPT not in logs and CANARY_PROMPT not in metrics_text
     assert CANARY_PROMPT.encode() not in ledger_bytes and secret.encode() not in ledger_bytes
     assert bodies[0].count(CANARY_PROMPT) == 0
+
+
+def test_streams_cut_by_the_drain_deadline_end_with_an_error_event(setup) -> None:
+    settings, keys, _ = setup
+    short = settings.model_copy(update={"limits": settings.limits.model_copy(update={"drain_timeout_s": 0.05})})
+    server = ServerThread(short).start()
+    result: dict[str, object] = {}
+
+    async def stream() -> None:
+        async with aiohttp.ClientSession() as s:
+            body = {
+                "model": "claude-slow",
+                "stream": True,
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": "Plan a long migration with many careful steps"}],
+            }
+            async with s.post(
+                server.base_url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {keys['ops']}"}
+            ) as r:
+                await r.content.readline()
+                result["started"] = True
+                lines = result["lines"] = []
+                with contextlib.suppress(aiohttp.ClientPayloadError):  # the connection may close right after
+                    async for line in r.content:
+                        lines.append(line)
+
+    t = threading.Thread(target=lambda: asyncio.run(stream()))
+    t.start()
+    while not result.get("started"):
+        time.sleep(0.01)
+    server.stop()  # the slow stream needs ~0.4 s more; the drain allows 0.05 s
+    t.join(30)
+    lines = [line.strip() for line in result["lines"] if line.strip()]
+    assert b'"finish_reason":"stop"' not in b"".join(lines)  # it really was cut
+    error = orjson.loads(lines[-2].removeprefix(b"data: "))
+    assert error["error"]["type"] == "overloaded_error" and lines[-1] == b"data: [DONE]"

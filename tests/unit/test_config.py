@@ -77,8 +77,25 @@ def test_example_config_is_valid_and_documents_every_option() -> None:
     from router.config import BudgetSettings, FrontierModelSettings, TenantSettings
 
     f = settings.frontier
-    for model in (type(settings), type(settings.server), type(settings.models[0]), type(settings.routing),
-                  type(settings.routing.rules[0]), type(f), type(f.resilience), type(f.escalation), type(f.advisor),
-                  type(f.compression), FrontierModelSettings, type(settings.embeddings), type(settings.cache)):
+    for model in (
+        type(settings),
+        type(settings.server),
+        type(settings.models[0]),
+        type(settings.routing),
+        type(settings.routing.rules[0]),
+        type(f),
+        type(f.resilience),
+        type(f.escalation),
+        type(f.advisor),
+        type(f.compression),
+        FrontierModelSettings,
+        type(settings.embeddings),
+        type(settings.cache),
+        type(settings.auth),
+        type(settings.limits),
+        type(settings.accounting),
+        TenantSettings,
+        BudgetSettings,
+    ):
         for field in model.model_fields:
             assert f"{field}:" in text, f"{model.__name__}.{field} is not documented in {example.name}"
