@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -66,10 +67,10 @@ async def via_router(
     async with session.post(url + "/v1/chat/completions", data=orjson.dumps(body)) as resp:
         async for line in resp.content:
             is_token = line.startswith(b"data: {") and b'"content":"' in line and b'"role"' not in line
-            if is_token and first is None:
-                first = time.perf_counter()
-            if b'"usage":{' in line:
-                n = orjson.loads(line[6:])["usage"]["completion_tokens"]
+            if is_token:
+                n += 1  # content chunks, counted the same way as on the direct side
+                if first is None:
+                    first = time.perf_counter()
     end = time.perf_counter()
     return (first or end) - start, end - start, n
 
@@ -77,7 +78,7 @@ async def via_router(
 def summarise(name: str, rows: list[tuple[float, float, int]]) -> tuple[float, float]:
     ttft = statistics.median(r[0] for r in rows) * 1000
     tps = sum(r[2] for r in rows) / sum(r[1] - r[0] for r in rows)  # decode speed after the first token
-    print(f"{name:>8}: TTFT p50 {ttft:7.1f} ms · decode {tps:6.1f} tok/s · {sum(r[2] for r in rows)} tokens")
+    print(f"{name:>8}: TTFT p50 {ttft:7.1f} ms · decode {tps:6.1f} chunks/s · {sum(r[2] for r in rows)} chunks")
     return ttft, tps
 
 
@@ -85,16 +86,25 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads, the same on both sides")
+    parser.add_argument("--prefix-reuse", default="true", choices=["true", "false"], help="router prefix_reuse")
     args = parser.parse_args()
 
     from llama_cpp import Llama
 
     path = str(default_chat_model())
-    llama = Llama(path, n_ctx=2048, verbose=False)
-    # The cache is off: every round repeats the same prompts, and a cache hit is not a model call.
-    env = {**os.environ, "HYBRID_ROUTER_CACHE__ENABLED": "false", "HYBRID_ROUTER_ACCOUNTING__LEDGER_PATH": ""}
+    llama = Llama(path, n_ctx=2048, n_threads=args.threads, verbose=False)
+    config = Path(tempfile.mkdtemp()) / "router.yaml"
+    config.write_text(
+        f"models:\n  - {{name: {DEFAULT_MODEL_NAME}, n_threads: {args.threads}, prefix_reuse: {args.prefix_reuse}}}\n"
+        "cache: {enabled: false}\n"  # every round repeats the prompts: a cache hit is not a model call
+        "accounting: {ledger_path: ''}\n"
+    )
     proc = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
-        [sys.executable, "-m", "router.cli", "serve", "--port", "0"], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "router.cli", "serve", "--port", "0", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -109,7 +119,7 @@ async def main() -> None:
                     rows["router"].append(await via_router(session, url, prompt, args.max_tokens))
         d_ttft, d_tps = summarise("direct", rows["direct"])
         r_ttft, r_tps = summarise("router", rows["router"])
-        print(f"router/direct: TTFT x{r_ttft / d_ttft:.3f} (+{r_ttft - d_ttft:.2f} ms) · tokens/s x{r_tps / d_tps:.3f}")
+        print(f"router/direct: TTFT x{r_ttft / d_ttft:.3f} (+{r_ttft - d_ttft:.2f} ms) · decode x{r_tps / d_tps:.3f}")
     finally:
         proc.terminate()
         proc.wait(30)
