@@ -320,8 +320,8 @@ def test_shedding_is_quick_and_in_flight_work_completes(server, setup) -> None:
     assert lines[-2].strip() == "data: [DONE]" and any('"finish_reason":"stop"' in line for line in lines)
 
 
-def test_graceful_shutdown_completes_in_flight_streams(setup) -> None:
-    settings, keys, _ = setup
+def _stream_across_shutdown(settings, key: str) -> tuple[ServerThread, list[bytes]]:
+    """Start a slow stream, stop the server while it runs (SIGTERM's path), return what the client received."""
     server = ServerThread(settings).start()
     result: dict[str, object] = {}
 
@@ -334,19 +334,28 @@ def test_graceful_shutdown_completes_in_flight_streams(setup) -> None:
                 "messages": [{"role": "user", "content": "Plan a long migration with many careful steps"}],
             }
             async with s.post(
-                server.base_url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {keys['ops']}"}
+                server.base_url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
             ) as r:
                 await r.content.readline()
+                lines = result["lines"] = []
                 result["started"] = True
-                result["lines"] = [line async for line in r.content]
+                with contextlib.suppress(aiohttp.ClientPayloadError):  # the connection may close right after
+                    async for line in r.content:
+                        lines.append(line)
 
     t = threading.Thread(target=lambda: asyncio.run(stream()))
     t.start()
     while not result.get("started"):
         time.sleep(0.01)
-    server.stop()  # SIGTERM's path: stop accepting, drain in-flight, then close engines and the ledger
+    server.stop()  # stop accepting, drain in-flight, then close engines and the ledger
     t.join(30)
-    assert result["lines"][-2].strip() == b"data: [DONE]"
+    return server, [line.strip() for line in result["lines"] if line.strip()]  # type: ignore[union-attr]
+
+
+def test_graceful_shutdown_completes_in_flight_streams(setup) -> None:
+    settings, keys, _ = setup
+    server, lines = _stream_across_shutdown(settings, keys["ops"])
+    assert lines[-1] == b"data: [DONE]" and b'"finish_reason":"stop"' in b"".join(lines)
     with pytest.raises(openai.APIConnectionError):
         ask(server, keys["ops"])
 
@@ -444,34 +453,7 @@ def test_canary_key_and_prompt_never_leak(server, setup, fake) -> None:
 def test_streams_cut_by_the_drain_deadline_end_with_an_error_event(setup) -> None:
     settings, keys, _ = setup
     short = settings.model_copy(update={"limits": settings.limits.model_copy(update={"drain_timeout_s": 0.05})})
-    server = ServerThread(short).start()
-    result: dict[str, object] = {}
-
-    async def stream() -> None:
-        async with aiohttp.ClientSession() as s:
-            body = {
-                "model": "claude-slow",
-                "stream": True,
-                "max_tokens": 50,
-                "messages": [{"role": "user", "content": "Plan a long migration with many careful steps"}],
-            }
-            async with s.post(
-                server.base_url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {keys['ops']}"}
-            ) as r:
-                await r.content.readline()
-                result["started"] = True
-                lines = result["lines"] = []
-                with contextlib.suppress(aiohttp.ClientPayloadError):  # the connection may close right after
-                    async for line in r.content:
-                        lines.append(line)
-
-    t = threading.Thread(target=lambda: asyncio.run(stream()))
-    t.start()
-    while not result.get("started"):
-        time.sleep(0.01)
-    server.stop()  # the slow stream needs ~0.4 s more; the drain allows 0.05 s
-    t.join(30)
-    lines = [line.strip() for line in result["lines"] if line.strip()]
+    _, lines = _stream_across_shutdown(short, keys["ops"])  # the slow stream needs ~0.4 s more than the drain
     assert b'"finish_reason":"stop"' not in b"".join(lines)  # it really was cut
     error = orjson.loads(lines[-2].removeprefix(b"data: "))
     assert error["error"]["type"] == "overloaded_error" and lines[-1] == b"data: [DONE]"
