@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def main(argv: list[str]) -> int:
         p.error("--names needs one name per results file")
     runs = [(n, orjson.loads(Path(r).read_bytes())) for n, r in zip(names, args.results, strict=True)]
     text = render(runs)
-    print(text)
+    sys.stdout.write(text + "\n")  # the command's output
     if args.out:
         Path(args.out).write_text(text + "\n")
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -427,11 +428,12 @@ class _Connection(asyncio.Protocol):
 async def serve_forever(config: MockConfig, host: str, port: int) -> None:
     mock = MockUpstream(config)
     bound = await mock.start(host, port)
-    print(
+    # The start-up line (tests and benchmarks read the address from it).
+    sys.stdout.write(
         f"mock upstream on http://{host}:{bound}/v1  latency {config.latency_s * 1e3:g} ms  "
-        f"chunks {config.chunks}  interval {config.chunk_interval_s * 1e3:g} ms",
-        flush=True,
+        f"chunks {config.chunks}  interval {config.chunk_interval_s * 1e3:g} ms\n"
     )
+    sys.stdout.flush()
     await asyncio.Event().wait()
 
 
