@@ -90,8 +90,11 @@ class Pipeline:
             headers = {**decision.headers(), "x-router-model": lookup.entry.model, **lookup.headers()}
             return replayed(lookup.entry.model, decision, lookup.completion(), headers)
         outcome = await self._execute(request, decision)
-        # A fallback's or an unreviewed draft's answer stands in for the decided one: serve it, never cache it.
-        degraded = "x-router-fallback" in outcome.headers or outcome.headers.get("x-router-advisor") == "unreviewed"
+        # A fallback's, a spent budget's or an unreviewed draft's answer stands in for the decided one: serve it,
+        # never cache it under the decided tier's key.
+        h = outcome.headers
+        degraded = "x-router-fallback" in h or "x-router-budget" in h
+        degraded = degraded or h.get("x-router-advisor") in ("unreviewed", "budget-exhausted")
         if lookup.store and not degraded:
             outcome.rest = self.cache.recording(outcome.first, outcome.rest, lookup, outcome.model)
         outcome.headers = {**outcome.headers, **lookup.headers()}

@@ -457,3 +457,22 @@ def test_streams_cut_by_the_drain_deadline_end_with_an_error_event(setup) -> Non
     assert b'"finish_reason":"stop"' not in b"".join(lines)  # it really was cut
     error = orjson.loads(lines[-2].removeprefix(b"data: "))
     assert error["error"]["type"] == "overloaded_error" and lines[-1] == b"data: [DONE]"
+
+
+def test_answers_degraded_by_a_spent_budget_are_not_cached(setup) -> None:
+    settings, keys, _ = setup
+    cached = settings.model_copy(update={"cache": settings.cache.model_copy(update={"enabled": True})})
+    with running(cached) as server:
+        seen = []
+        for _ in range(2):
+            raw = ask(
+                server,
+                keys["frugal"],
+                model="auto",
+                prompt="Plan a data-center move",
+                extra_body={"metadata": {"task": "planning"}},
+            )
+            seen.append((raw.headers["x-router-budget"], raw.headers["x-router-cache"]))
+        # Both were served locally because the budget is spent; the first was not stored under the frontier
+        # decision's key, so the second is a miss too (with the budget back, it must reach the frontier).
+        assert seen == [("exhausted", "miss"), ("exhausted", "miss")]
