@@ -43,13 +43,8 @@ class Outcome:
     reservation: Reservation | None = None  # a frontier budget hold, settled when the answer ends
     frontier_usage: Usage | None = None  # advisor: what the frontier review cost
 
-    async def chunks(self) -> AsyncIterator[Chunk]:
-        yield self.first
-        async for chunk in self.rest:
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self.rest.aclose()  # type: ignore[attr-defined]
+    def chunks(self) -> AsyncIterator[Chunk]:
+        return _prepend(self.first, self.rest)
 
 
 async def _replay(chunks: Iterable[Chunk]) -> AsyncIterator[Chunk]:

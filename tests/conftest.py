@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from router.config import DEFAULT_MODEL_NAME, Settings
+from tests.fakes.frontier import FakeFrontier
 from tests.support.server import ServerThread, running
 
 MODEL = DEFAULT_MODEL_NAME
@@ -33,3 +34,11 @@ def openai_client(base_url: str):
 
     with openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeFrontier]:
+    """The fake frontier upstream (Anthropic and OpenAI wire formats), one per test module."""
+    f = FakeFrontier().start()
+    yield f
+    f.stop()

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from router.config import FrontierModelSettings
 from router.errors import UpstreamError
-from router.types import ChatRequest, Chunk, Usage
+from router.types import ChatRequest, Chunk
 
 
 class Provider(Protocol):
@@ -45,9 +45,3 @@ def api_key(settings: FrontierModelSettings) -> str:
         if not key:
             raise UpstreamError(f"frontier model {settings.name!r}: no API key (set {env} or api_key_file)")
     return key
-
-
-def cost_usd(settings: FrontierModelSettings, usage: Usage) -> float:
-    return (
-        usage.prompt_tokens * settings.input_price_per_mtok + usage.completion_tokens * settings.output_price_per_mtok
-    ) / 1e6

@@ -37,8 +37,3 @@ def low_confidence(completion: Completion, settings: EscalationSettings) -> bool
     if settings.min_mean_logprob is not None and sum(logprobs) / len(logprobs) < settings.min_mean_logprob:
         return True
     return settings.min_token_logprob is not None and min(logprobs) < settings.min_token_logprob
-
-
-def mean_logprob(completion: Completion) -> float | None:
-    logprobs = completion.logprobs
-    return sum(logprobs) / len(logprobs) if logprobs else None

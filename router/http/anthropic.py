@@ -11,7 +11,7 @@ from router.errors import InvalidRequest
 from router.http import sse
 from router.http.caching import cache_controls
 from router.http.openai import routing_hints
-from router.http.validate import expect_object, opt_bool, opt_int, opt_number, opt_str, stop_sequences
+from router.http.validate import expect_object, opt_bool, opt_int, opt_list, opt_number, opt_str, stop_sequences
 from router.types import ChatRequest, Completion, Message, SamplingParams, ToolCall, ToolSpec, Usage
 
 STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
@@ -82,12 +82,8 @@ def _messages(value: Any) -> list[Message]:
 
 
 def _tools(value: Any) -> list[ToolSpec]:
-    if value is None:
-        return []
-    if type(value) is not list:
-        raise InvalidRequest("tools must be an array", param="tools")
     tools = []
-    for i, raw in enumerate(value):
+    for i, raw in enumerate(opt_list(value, "tools")):
         tool = expect_object(raw, f"tools[{i}]")
         tools.append(
             ToolSpec(

@@ -15,6 +15,7 @@ from router.http.validate import (
     expect_object,
     opt_bool,
     opt_int,
+    opt_list,
     opt_number,
     opt_str,
     stop_sequences,
@@ -79,12 +80,8 @@ def parse_messages(value: Any) -> list[Message]:
 
 
 def _tool_calls(value: Any, param: str) -> list[ToolCall] | None:
-    if value is None:
-        return None
-    if type(value) is not list:
-        raise InvalidRequest(f"{param} must be an array", param=param)
     calls = []
-    for i, raw in enumerate(value):
+    for i, raw in enumerate(opt_list(value, param)):
         call = expect_object(raw, f"{param}[{i}]")
         fn = expect_object(call.get("function"), f"{param}[{i}].function")
         calls.append(
@@ -98,12 +95,8 @@ def _tool_calls(value: Any, param: str) -> list[ToolCall] | None:
 
 
 def _tools(value: Any) -> list[ToolSpec]:
-    if value is None:
-        return []
-    if type(value) is not list:
-        raise InvalidRequest("tools must be an array", param="tools")
     tools = []
-    for i, raw in enumerate(value):
+    for i, raw in enumerate(opt_list(value, "tools")):
         tool = expect_object(raw, f"tools[{i}]")
         if tool.get("type") != "function":
             raise InvalidRequest(f"tools[{i}].type must be 'function'", param=f"tools[{i}].type")

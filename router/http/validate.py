@@ -23,6 +23,15 @@ def expect_object(value: Any, param: str) -> dict[str, Any]:
     return value
 
 
+def opt_list(value: Any, param: str) -> list[Any]:
+    """An optional JSON array: None → []."""
+    if value is None:
+        return []
+    if type(value) is not list:
+        raise InvalidRequest(f"{param} must be an array", param=param)
+    return value
+
+
 def opt_str(body: dict[str, Any], key: str, param: str | None = None, *, required: bool = False) -> str | None:
     value = body.get(key)
     if value is None:

@@ -16,13 +16,6 @@ from tests.support.server import running
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="module")
-def fake():
-    f = FakeFrontier().start()
-    yield f
-    f.stop()
-
-
 def start(fake: FakeFrontier, tmp_path, frontier_extra: str = "", routing: str = "", model_id: str = "ok"):
     key = tmp_path / "key"
     key.write_text("k")

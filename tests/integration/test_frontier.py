@@ -70,13 +70,6 @@ def frontier_config(fake: FakeFrontier, key_file: Path, extra: str = "") -> str:
 
 
 @pytest.fixture(scope="module")
-def fake():
-    f = FakeFrontier().start()
-    yield f
-    f.stop()
-
-
-@pytest.fixture(scope="module")
 def router(fake, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("frontier")
     key = tmp / "key"

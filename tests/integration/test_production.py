@@ -20,19 +20,18 @@ from router.accounting.keys import append_key, new_key
 from router.app import ACCOUNTING
 from router.config import load_settings
 from tests.conftest import MODEL
-from tests.fakes.frontier import FakeFrontier
 from tests.support.server import ServerThread, running
 
 pytestmark = pytest.mark.model
 
 CANARY_PROMPT = "canary-prompt-7f3a9c"
-
-
-@pytest.fixture(scope="module")
-def fake():
-    f = FakeFrontier().start()
-    yield f
-    f.stop()
+# A frontier stream paced by the fake (~0.4 s): long enough to be in flight while something else happens.
+SLOW_STREAM = {
+    "model": "claude-slow",
+    "stream": True,
+    "max_tokens": 50,
+    "messages": [{"role": "user", "content": "Plan a long migration with many careful steps"}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -205,12 +204,7 @@ def test_cancelled_streams_are_settled(server, setup, fake) -> None:
 
     async def read_two_then_leave() -> None:
         async with aiohttp.ClientSession() as s:
-            body = {
-                "model": "claude-slow",
-                "stream": True,
-                "max_tokens": 50,
-                "messages": [{"role": "user", "content": "Plan a long migration with many careful steps"}],
-            }
+            body = SLOW_STREAM
             async with s.post(
                 server.base_url + "/v1/chat/completions",
                 json=body,
@@ -295,12 +289,7 @@ def test_usage_endpoint_filters(server, setup) -> None:
 
 async def _slow_then_second(base: str, key: str) -> tuple[list[str], float, int, dict]:
     async with aiohttp.ClientSession() as s:
-        body = {
-            "model": "claude-slow",
-            "stream": True,
-            "max_tokens": 50,
-            "messages": [{"role": "user", "content": "Plan a long migration with many careful steps"}],
-        }
+        body = SLOW_STREAM
         h = {"authorization": f"Bearer {key}"}
         first = await s.post(base + "/v1/chat/completions", json=body, headers=h)
         await first.content.readline()  # in flight now
@@ -327,12 +316,7 @@ def _stream_across_shutdown(settings, key: str) -> tuple[ServerThread, list[byte
 
     async def stream() -> None:
         async with aiohttp.ClientSession() as s:
-            body = {
-                "model": "claude-slow",
-                "stream": True,
-                "max_tokens": 50,
-                "messages": [{"role": "user", "content": "Plan a long migration with many careful steps"}],
-            }
+            body = SLOW_STREAM
             async with s.post(
                 server.base_url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
             ) as r:
