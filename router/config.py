@@ -45,7 +45,7 @@ class ModelSettings(_Strict):
     # llamacpp / vllm
     path: str | None = Field(None, description="GGUF file (llamacpp) or model dir/id (vllm). None: embedded default.")
     n_ctx: int = Field(2048, gt=0, description="Context window in tokens.")
-    n_threads: int | None = Field(None, gt=0, description="llama.cpp CPU threads (None: half the cores).")
+    n_threads: int | None = Field(None, gt=0, description="llama.cpp CPU threads (None: every core this process may use).")
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
     chat_template: str | None = Field(None, description="Jinja chat template; None: the one in the model file.")
     default_max_tokens: int = Field(512, gt=0, description="max_tokens when the request gives none.")
@@ -56,6 +56,18 @@ class ModelSettings(_Strict):
     max_queue_requests: int = Field(64, ge=0, description="Requests waiting for a slot; beyond → 503/529.")
     max_queue_tokens: int = Field(65536, ge=0, description="Prompt tokens waiting for a slot; beyond → 503/529.")
     prefix_reuse: bool = Field(True, description="Reuse the KV of a shared prompt prefix (system prompt).")
+    # containment (llamacpp, vllm)
+    isolation: Literal["process", "inprocess"] = Field(
+        "process", description="llamacpp: run the engine in a supervised worker process (a native crash cannot take "
+        "the server down) or inside the server process."
+    )
+    allow_amx: bool = Field(False, description="llamacpp: let ggml use AMX kernels (extra buffer types) on AMX CPUs.")
+    restart_backoff_s: float = Field(0.5, gt=0, description="First wait before restarting a crashed engine; doubles.")
+    restart_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two restart attempts.")
+    stall_timeout_s: float = Field(
+        60.0, gt=0, description="A worker with requests in flight and no decode step (or heartbeat) for this long is "
+        "killed and restarted."
+    )
     # vllm
     dtype: str = Field("auto", description="vllm: weights dtype (auto, bfloat16, float16, float32).")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm: share of GPU memory to use.")

@@ -12,6 +12,7 @@ code and an error body in the caller's wire format (see `router/http/errors.py`)
     ├── PayloadTooLarge      413
     ├── RateLimited          429  (retry_after)
     ├── Overloaded           503 / Anthropic 529  (retry_after)
+    │   └── EngineUnavailable     a local engine is down (crashed, restarting); retry_after: the next attempt
     ├── Unavailable          503  the decided tier is not configured (e.g. no frontier model)
     ├── UpstreamError        502  a frontier or external engine failed (status, type kept)
     ├── EngineError          500  a local engine failed (never caused by input)
@@ -90,6 +91,10 @@ class Overloaded(RouterError):
     type = "overloaded_error"
     code = "overloaded"
     retryable = True
+
+
+class EngineUnavailable(Overloaded):
+    code = "local_tier_down"
 
 
 class Unavailable(RouterError):

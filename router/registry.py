@@ -12,16 +12,22 @@ from router.errors import EngineError, NotFound, Overloaded
 log = logging.getLogger(__name__)
 
 
-def build_engine(settings: ModelSettings) -> Engine:
+def build_engine(settings: ModelSettings, log_level: str = "info") -> Engine:
     # Imports are lazy so that a missing optional dependency only matters for the engine that needs it.
+    from router.engines.supervisor import SupervisedEngine
+
+    if settings.engine == "llamacpp" and settings.isolation == "process":
+        from router.engines.worker_client import WorkerClient
+
+        return SupervisedEngine(settings, lambda: WorkerClient(settings, log_level), "process")
     if settings.engine == "llamacpp":
         from router.engines.llamacpp_batched import BatchedLlamaCppEngine
 
-        return BatchedLlamaCppEngine(settings)
+        return SupervisedEngine(settings, lambda: BatchedLlamaCppEngine(settings), "inprocess")
     if settings.engine == "vllm":
         from router.engines.vllm import VLLMEngine
 
-        return VLLMEngine(settings)
+        return SupervisedEngine(settings, lambda: VLLMEngine(settings), "vllm")
     if settings.engine == "openai_http":
         import os
 
@@ -42,7 +48,8 @@ def build_engine(settings: ModelSettings) -> Engine:
 class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engines: dict[str, Engine] = {m.name: build_engine(m) for m in settings.models}
+        level = settings.server.log_level
+        self.engines: dict[str, Engine] = {m.name: build_engine(m, level) for m in settings.models}
         self._ready: set[str] = set()
         self.failures: dict[str, str] = {}
         self.started = asyncio.Event()  # set once every engine has loaded or failed
@@ -68,7 +75,22 @@ class ModelRegistry:
 
     @property
     def ready(self) -> bool:
-        return len(self._ready) == len(self.engines)
+        """Every engine loaded and serving now (a crashed engine that is restarting is not)."""
+        return len(self._ready) == len(self.engines) and all(getattr(e, "up", True) for e in self.engines.values())
+
+    def is_up(self, name: str) -> bool:
+        engine = self.engines.get(name)
+        return engine is not None and name in self._ready and getattr(engine, "up", True)
+
+    def status(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        for name, engine in self.engines.items():
+            status = getattr(engine, "status", None)
+            if status is not None:
+                out[name] = status()
+            else:
+                out[name] = {"state": "up" if name in self._ready else self.failures.get(name, "starting")}
+        return out
 
     def get(self, name: str) -> Engine:
         engine = self.engines.get(name)
@@ -82,4 +104,6 @@ class ModelRegistry:
             if name in self.failures:
                 raise EngineError(f"model {name!r} failed to start: {self.failures[name]}")
             raise Overloaded(f"model {name!r} is still loading", retry_after=1)
+        if not getattr(engine, "up", True):
+            raise engine.unavailable()  # type: ignore[attr-defined]
         return engine

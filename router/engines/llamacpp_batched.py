@@ -46,6 +46,8 @@ from router.config import ModelSettings
 from router.engines.admission import Admission, QueueStats
 from router.engines.base import Capabilities
 from router.engines.chat_template import CHATML, ChatTemplate
+from router.engines.cpu import CpuPlan
+from router.engines.cpu import detect as detect_cpu
 from router.engines.embedded import default_chat_model
 from router.engines.textstream import TextStream
 from router.errors import EngineError, InvalidRequest, Timeout
@@ -58,6 +60,7 @@ _UNSEEN: Any = object()
 _BATCH_TOKENS = 512  # tokens per llama_decode: all generating sequences first, prompt chunks fill the rest
 _PREFIX_STREAMS = 2  # spare KV streams holding shared prompt prefixes (prefix_reuse only)
 _MIN_PREFIX_TOKENS = 16  # shorter prefixes are cheaper to recompute than to copy
+_OFF_LOOP_CHARS = 8192  # prompts longer than this are rendered and tokenised in a thread, not on the event loop
 _PROBE = "\ue000"  # a private-use character: marks where the first user message starts in a rendered prompt
 
 _backend_lock = threading.Lock()
@@ -138,6 +141,7 @@ class BatchedLlamaCppEngine:
         self._prefix_text: dict[tuple[str, ...], str | None] = {}  # system prompts → rendered preamble
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.cpu: CpuPlan | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -159,13 +163,20 @@ class BatchedLlamaCppEngine:
                 L.llama_backend_init()
                 _backend_ready = True
         s = self.settings
+        self.cpu = detect_cpu(L.llama_print_system_info().decode("utf-8", "replace"), s.allow_amx)
+        if self.cpu.refusal:
+            raise EngineError(f"model {self.name!r}: {self.cpu.refusal}")
+        log.info("model %s: %s", self.name, self.cpu.line())
+        for note in self.cpu.notes:
+            log.info("model %s: %s", self.name, note)
         mparams = L.llama_model_default_params()
         mparams.n_gpu_layers = s.n_gpu_layers
+        mparams.use_extra_bufts = self.cpu.use_extra_bufts
         model = L.llama_model_load_from_file(self.model_path.encode(), mparams)
         if not model:
             raise EngineError(f"model {self.name!r}: cannot load {self.model_path}")
         n_seq = self._n_slots + self._prefix_streams
-        threads = s.n_threads or os.cpu_count() or 1
+        threads = s.n_threads or default_threads()
         cparams = L.llama_context_default_params()
         cparams.n_ctx = s.n_ctx * n_seq  # split into one stream of n_ctx per sequence
         cparams.n_batch = _BATCH_TOKENS
@@ -355,7 +366,12 @@ class BatchedLlamaCppEngine:
 
     async def generate(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
-        job = self._prepare(request, loop)  # a bad request raises here, before anything is queued
+        # A bad request raises here, before anything is queued. Template rendering, tokenisation and grammar
+        # compilation are native or pure-Python work proportional to the body: big ones go to a thread.
+        if request.response_format.type != "text" or sum(len(m.content) for m in request.messages) > _OFF_LOOP_CHARS:
+            job = await asyncio.to_thread(self._prepare, request, loop)
+        else:
+            job = self._prepare(request, loop)
         try:
             self._admission.offer(job, len(job.tokens))
         except BaseException:
@@ -676,6 +692,14 @@ class BatchedLlamaCppEngine:
             by_loop.setdefault(item[0].loop, []).append(item)
         for loop, items in by_loop.items():
             _post(loop, items)
+
+
+def default_threads() -> int:
+    """llama.cpp threads when `n_threads` is not set: every core this process may run on (cgroup/affinity aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _post(loop: asyncio.AbstractEventLoop, items: list[tuple[_Job, Any]]) -> None:
