@@ -14,6 +14,14 @@ from datetime import datetime
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import (
+    ContentEncodingError,
+    ContentLengthError,
+    DecompressSizeError,
+    HttpProcessingError,
+    TransferEncodingError,
+)
+from aiohttp.web_protocol import RequestPayloadError
 
 from router.accounting.access import AccessControl, Tenant
 from router.accounting.service import Accounting, Finished
@@ -82,6 +90,16 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         return error_response(_from_http_exception(request, exc), api)
+    except (HttpProcessingError, RequestPayloadError) as exc:
+        # The body could not be read: bad content-encoding, broken chunking, a truncated or oversized payload.
+        # aiohttp raises the parser's error wrapped in RequestPayloadError when the handler reads the body.
+        cause = exc if isinstance(exc, HttpProcessingError) else exc.__cause__ or exc.__context__
+        response = error_response(_from_processing_error(request, cause), api)
+        # The rest of the body is unreadable: close after answering, and mark it ended so that aiohttp's lingering
+        # drain does not read it again and log the same error as an unhandled exception.
+        response.force_close()
+        request.content.feed_eof()
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
@@ -101,6 +119,21 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> Router
     return InvalidRequest(exc.reason or "bad request")
 
 
+def _from_processing_error(request: web.Request, exc: BaseException | None) -> RouterError:
+    if not isinstance(exc, HttpProcessingError):
+        return InvalidRequest("the request body could not be read", code="invalid_body")
+    if exc.code == 413 or isinstance(exc, DecompressSizeError):
+        limit = request.app[SETTINGS].server.max_body_bytes
+        return PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
+    what = {
+        ContentEncodingError: f"the body is not valid {request.headers.get('Content-Encoding', 'encoded')} data",
+        TransferEncodingError: "the chunked body is malformed",
+        ContentLengthError: "the body is shorter than its Content-Length",
+    }
+    reason = next((text for cls, text in what.items() if isinstance(exc, cls)), "the request body could not be read")
+    return InvalidRequest(reason, code="invalid_body")
+
+
 async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
     # on_response_prepare runs for every response, streaming ones and errors included.
     response.headers["x-request-id"] = request.get(REQUEST_ID) or uuid.uuid4().hex
@@ -114,8 +147,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when every engine is serving *now* (a crashed worker that is restarting is not), and the cache is."""
     registry = request.app[REGISTRY]
     failures = dict(registry.failures)
+    models = registry.status()
     ready = registry.ready and request.app[CACHE].ready
     embeddings = request.app.get(EMBEDDINGS)
     if embeddings is not None:
@@ -123,8 +158,14 @@ async def readyz(request: web.Request) -> web.Response:
         if embeddings.failure is not None:
             failures[embeddings.name] = embeddings.failure
     if ready:
-        return web.Response(body=b'{"status":"ready"}', content_type=JSON)
-    body = {"status": "failed" if failures else "loading", "failures": failures}
+        return web.Response(body=orjson.dumps({"status": "ready", "models": models}), content_type=JSON)
+    if failures:
+        status = "failed"
+    elif any(m.get("state") == "down" for m in models.values()):
+        status = "degraded"  # a local engine is restarting: frontier and cached traffic still flow
+    else:
+        status = "loading"
+    body = {"status": status, "failures": failures, "models": models}
     return web.Response(status=503, body=orjson.dumps(body), content_type=JSON)
 
 

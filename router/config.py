@@ -45,7 +45,9 @@ class ModelSettings(_Strict):
     # llamacpp / vllm
     path: str | None = Field(None, description="GGUF file (llamacpp) or model dir/id (vllm). None: embedded default.")
     n_ctx: int = Field(2048, gt=0, description="Context window in tokens.")
-    n_threads: int | None = Field(None, gt=0, description="llama.cpp CPU threads (None: every core this process may use).")
+    n_threads: int | None = Field(
+        None, gt=0, description="llama.cpp CPU threads (None: every core this process may use)."
+    )
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
     chat_template: str | None = Field(None, description="Jinja chat template; None: the one in the model file.")
     default_max_tokens: int = Field(512, gt=0, description="max_tokens when the request gives none.")
@@ -58,15 +60,18 @@ class ModelSettings(_Strict):
     prefix_reuse: bool = Field(True, description="Reuse the KV of a shared prompt prefix (system prompt).")
     # containment (llamacpp, vllm)
     isolation: Literal["process", "inprocess"] = Field(
-        "process", description="llamacpp: run the engine in a supervised worker process (a native crash cannot take "
-        "the server down) or inside the server process."
+        "process",
+        description="llamacpp: run the engine in a supervised worker process (a native crash cannot take "
+        "the server down) or inside the server process.",
     )
     allow_amx: bool = Field(False, description="llamacpp: let ggml use AMX kernels (extra buffer types) on AMX CPUs.")
     restart_backoff_s: float = Field(0.5, gt=0, description="First wait before restarting a crashed engine; doubles.")
     restart_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two restart attempts.")
     stall_timeout_s: float = Field(
-        60.0, gt=0, description="A worker with requests in flight and no decode step (or heartbeat) for this long is "
-        "killed and restarted."
+        60.0,
+        gt=0,
+        description="A worker with requests in flight and no decode step (or heartbeat) for this long is "
+        "killed and restarted.",
     )
     # vllm
     dtype: str = Field("auto", description="vllm: weights dtype (auto, bfloat16, float16, float32).")

@@ -106,6 +106,10 @@ class Pipeline:
     async def _execute(self, request: ChatRequest, decision: Decision) -> Outcome:
         if decision.tier == "frontier":
             return await self._frontier(request, decision, decision.headers())
+        if self._local_down(request, decision):
+            # The local engine crashed and is restarting (or still loading): a routed request goes to the
+            # frontier rather than failing; an explicit local request gets the 503 with Retry-After.
+            return await self._escalate(request, decision, "local-down", None)
         if decision.tier == "advisor":
             return await self._advisor(request, decision)
         return await self._local(request, decision)
@@ -151,6 +155,13 @@ class Pipeline:
         if not request.sampling.logprobs:
             answer.logprobs = answer.logprob_texts = None
         return replayed(model, decision, answer, headers)
+
+    def _local_down(self, request: ChatRequest, decision: Decision) -> bool:
+        model = decision.model or self.policy.local_default
+        if model not in self.registry.engines or self.registry.is_up(model):
+            return False
+        routed = decision.rule not in ("explicit-model", "alias:local")
+        return routed and bool(self.frontier.names) and "frontier" in request.allowed_tiers and not request.tools
 
     def _may_escalate(self, decision: Decision) -> bool:
         # Only requests the router chose to serve locally: an explicit model or the `local` alias is the

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from router.app import IN_FLIGHT, REGISTRY, build_app
 from router.config import Settings
+from router.http.protocol import ApiErrorRunner
 
 
 class Server:
@@ -16,7 +17,7 @@ class Server:
         self.app = build_app(settings)
         # handler_cancellation: a client that disconnects cancels its handler, which stops its generation.
         # Chat requests are drained by `stop`; what is left for aiohttp's own shutdown is brief.
-        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
+        self._runner = ApiErrorRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
         self._site: web.TCPSite | None = None
         self.host = settings.server.host
         self.port = settings.server.port

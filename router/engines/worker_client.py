@@ -26,7 +26,7 @@ from router.config import ModelSettings
 from router.engines import wire
 from router.engines.base import Capabilities
 from router.engines.worker_main import EXIT_FATAL
-from router.errors import EngineError
+from router.errors import EngineError, EngineUnavailable
 from router.types import ChatRequest, Chunk
 
 log = logging.getLogger(__name__)
@@ -283,10 +283,10 @@ class WorkerClient:
     def _fail_all(self) -> None:
         message = f"model {self.name!r}: the engine worker died ({self.exit_reason}); it is being restarted"
         for queue in self._streams.values():
-            queue.put_nowait(EngineError(message, code="engine_crashed"))
+            queue.put_nowait(EngineUnavailable(message, code="engine_crashed", retry_after=1.0))
         for future in self._counts.values():
             if not future.done():
-                future.set_exception(EngineError(message, code="engine_crashed"))
+                future.set_exception(EngineUnavailable(message, code="engine_crashed", retry_after=1.0))
 
     def mark_stalled(self, seconds: float) -> None:
         self.exit_reason = f"stalled for {seconds:.0f} s, killed"

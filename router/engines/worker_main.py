@@ -93,6 +93,7 @@ async def serve(fd: int, settings: ModelSettings) -> int:
         ]
     )
     tasks: dict[int, asyncio.Task[None]] = {}
+    pending: set[asyncio.Task[None]] = set()  # token counts in progress
     seen = [0]  # frames read so far: a heartbeat says which of the server's frames its counters include
     beat = asyncio.create_task(_heartbeat(engine, out, seen))
     unpacker = msgpack.Unpacker(use_list=True, raw=False)
@@ -111,7 +112,11 @@ async def serve(fd: int, settings: ModelSettings) -> int:
                     if task is not None:
                         task.cancel()  # closes the engine's generator: the sequence is freed within one step
                 elif op == "count":
-                    asyncio.create_task(_count(engine, frame[1], wire.decode_request(frame[2], loop.time()), out))
+                    counting = asyncio.create_task(
+                        _count(engine, frame[1], wire.decode_request(frame[2], loop.time()), out)
+                    )
+                    pending.add(counting)
+                    counting.add_done_callback(pending.discard)
                 elif op == "stop":
                     return 0
         return 0  # the server closed the socket

@@ -119,7 +119,11 @@ def test_health_and_readiness(base_url: str) -> None:
     status, _, raw = call(base_url, "GET", "/healthz")
     assert (status, orjson.loads(raw)) == (200, {"status": "ok"})
     status, _, raw = call(base_url, "GET", "/readyz")
-    assert (status, orjson.loads(raw)) == (200, {"status": "ready"})
+    body = orjson.loads(raw)
+    assert (status, body["status"]) == (200, "ready")
+    engine = next(iter(body["models"].values()))
+    assert engine["state"] == "up" and engine["isolation"] == "process" and engine["pid"] > 0
+    assert engine["cpu"]["path"] in {"AVX2", "AVX512", "AVX", "SSE3", "SSSE3", "scalar"} or engine["cpu"]["path"]
 
 
 json_values = st.recursive(
