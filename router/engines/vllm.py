@@ -31,7 +31,7 @@ from router.config import ModelSettings
 from router.engines.admission import Admission, QueueStats
 from router.engines.base import Capabilities
 from router.engines.chat_template import CHATML, ChatTemplate
-from router.errors import EngineError, InvalidRequest, Timeout
+from router.errors import EngineError, EngineUnavailable, InvalidRequest, Timeout
 from router.types import ChatRequest, Chunk, FinishReason, Usage
 
 log = logging.getLogger(__name__)
@@ -139,9 +139,26 @@ class VLLMEngine:
             raise EngineError(f"model {self.name!r}: vLLM could not start: {type(exc).__name__}: {exc}") from None
 
     async def health(self) -> bool:
+        return self.alive
+
+    @property
+    def alive(self) -> bool:
+        """False once vLLM's engine core has died (killed, OOM, CUDA fault): this AsyncLLM cannot recover."""
         if self._engine is None or self._closed:
             return False
         return not getattr(self._engine, "errored", False)
+
+    async def wait_dead(self) -> str:
+        """For the supervisor (router/engines/supervisor.py), which then builds a new AsyncLLM."""
+        while self.alive:
+            await asyncio.sleep(0.25)
+        return "vLLM engine core died"
+
+    @property
+    def engine_core_pids(self) -> list[int]:
+        resources = getattr(getattr(self._engine, "engine_core", None), "resources", None)
+        manager = getattr(resources, "engine_manager", None)
+        return [p.pid for p in getattr(manager, "processes", ()) if p.pid]
 
     async def aclose(self) -> None:
         if self._closed:
@@ -267,6 +284,13 @@ class VLLMEngine:
             except (InvalidRequest, EngineError, Timeout):
                 raise
             except Exception as exc:
+                if type(exc).__name__ == "EngineDeadError" or not self.alive:
+                    self.stats.failed += 1
+                    raise EngineUnavailable(
+                        f"model {self.name!r}: the vLLM engine core died; it is being restarted",
+                        code="engine_crashed",
+                        retry_after=1.0,
+                    ) from None
                 if isinstance(exc, ValueError):  # vLLM's validation of the request
                     raise InvalidRequest(f"model {self.name!r}: {exc}") from None
                 self.stats.failed += 1

@@ -57,7 +57,7 @@ class WorkerClient:
     def __init__(self, settings: ModelSettings, log_level: str = "info") -> None:
         self.name = settings.name
         self.settings = settings
-        self.model_path = settings.path
+        self.model_path = settings.path or _embedded_path()
         self.capabilities = Capabilities(chat=True, json_schema=True, logprobs=True, context_window=settings.n_ctx)
         self.stats = WorkerStats()
         self.cpu: dict[str, Any] | None = None
@@ -291,6 +291,15 @@ class WorkerClient:
     def mark_stalled(self, seconds: float) -> None:
         self.exit_reason = f"stalled for {seconds:.0f} s, killed"
         self.kill()
+
+
+def _embedded_path() -> str:
+    from router.engines.embedded import default_chat_model
+
+    try:
+        return str(default_chat_model())
+    except Exception:  # not installed: the worker reports it when it tries to load
+        return ""
 
 
 def describe_exit(code: int | None) -> str:

@@ -6,6 +6,7 @@ Errors inside a stream arrive as a plain `APIStatusError`; we branch on its `.ty
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +23,10 @@ from router.errors import (
     UpstreamError,
 )
 from router.frontier.base import api_key
+from router.sanitize import redact, safe_kind
 from router.types import ChatRequest, Chunk, FinishReason, Message, ToolCallDelta, Usage
+
+log = logging.getLogger(__name__)
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -39,13 +43,16 @@ class AnthropicProvider:
         self.name = settings.name
         self.settings = settings
         self._client: Any = None
+        self._secrets: tuple[str, ...] = ()
 
     async def start(self) -> None:
         import anthropic  # lazy: only deployments with an Anthropic model need the SDK
 
         s = self.settings
+        key = api_key(s)
+        self._secrets = (key,) if key else ()
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key(s),
+            api_key=key,
             base_url=s.base_url,
             max_retries=0,
             timeout=anthropic.Timeout(s.total_timeout_s, connect=s.connect_timeout_s),
@@ -92,7 +99,7 @@ class AnthropicProvider:
         try:
             stream = await self._client.messages.create(**self.params(request), stream=True)
         except anthropic.APIError as exc:
-            raise map_error(self.name, exc) from None
+            raise map_error(self.name, exc, self._secrets) from None
         usage = Usage()
         finish: FinishReason | None = None
         tool_index = -1
@@ -121,14 +128,16 @@ class AnthropicProvider:
                     yield Chunk(finish_reason=finish or "stop", usage=usage)
                     return
         except anthropic.APIError as exc:
-            raise map_error(self.name, exc) from None
+            raise map_error(self.name, exc, self._secrets) from None
         finally:
             await stream.close()
         raise UpstreamError(f"frontier model {self.name!r}: the stream ended without message_stop")
 
 
-def map_error(name: str, exc: Exception) -> RouterError:
-    """An SDK error as a router error: the client's fault keeps its meaning, the provider's becomes retryable."""
+def map_error(name: str, exc: Exception, secrets: tuple[str, ...] = ()) -> RouterError:
+    """An SDK error as a router error: the client's fault keeps its meaning, the provider's becomes retryable.
+    The upstream's message is never forwarded (it may echo key material, see router/sanitize.py): the client gets
+    the status and error type; the debug log gets the detail, redacted."""
     import anthropic
 
     if isinstance(exc, anthropic.APITimeoutError):
@@ -139,16 +148,19 @@ def map_error(name: str, exc: Exception) -> RouterError:
         kind = getattr(exc, "type", None)
         if kind is None and isinstance(exc.body, dict):
             kind = (exc.body.get("error") or {}).get("type")
-        message = getattr(exc, "api_message", None) or str(exc)
+        kind = safe_kind(kind)
         status = exc.status_code
+        log.warning("frontier model %s: upstream answered %s %s", name, status, kind or "-")
+        log.debug("frontier model %s: upstream error detail: %s", name, redact(str(exc), secrets))
+        what = f"frontier model {name!r}: the upstream answered {status}" + (f" {kind}" if kind else "")
         if kind == "overloaded_error" or status == 529:
             return Overloaded(f"frontier model {name!r} is overloaded", retry_after=_retry_after(exc))
         if kind == "rate_limit_error" or status == 429:
             return RateLimited(f"frontier model {name!r} rate-limited the router", retry_after=_retry_after(exc))
         if status == 413 or kind == "request_too_large":
-            return PayloadTooLarge(f"frontier model {name!r}: request too large: {message}")
+            return PayloadTooLarge(f"{what}: the request is too large for it")
         if status == 400 or kind == "invalid_request_error":
-            return InvalidRequest(f"frontier model {name!r} rejected the request: {message}")
+            return InvalidRequest(f"{what}: it rejected the request")
         if status in (401, 403) or kind in ("authentication_error", "permission_error"):
             err = UpstreamError(f"frontier model {name!r}: the router's credentials were refused")
             err.retryable = False

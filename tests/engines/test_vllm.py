@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -67,3 +69,47 @@ async def test_pooling_model_embeds(embedder) -> None:  # type: ignore[no-untype
 async def test_chat_model_does_not_embed(vllm_case: Case) -> None:
     with pytest.raises(InvalidRequest):
         await vllm_case.engine.embed(["hi"])  # type: ignore[attr-defined]
+
+
+async def test_engine_core_killed_mid_stream_is_contained() -> None:
+    """vLLM's engine core is a separate process: killed mid-stream (as an OOM or a CUDA fault would), the stream
+    ends with a retryable error, the engine reports down, the supervisor builds a new AsyncLLM, and it serves."""
+    pytest.importorskip("vllm")
+    from tests.engines.conftest import VLLM_MODEL, _has_checkpoint
+
+    if not _has_checkpoint(VLLM_MODEL):
+        pytest.skip(f"no converted checkpoint at {VLLM_MODEL}: run scripts/setup_vllm_cpu.sh")
+    from router.engines.supervisor import SupervisedEngine
+    from router.engines.vllm import VLLMEngine
+    from router.errors import EngineUnavailable
+    from router.types import Completion
+
+    settings = local_settings("smollm2-sup", engine="vllm", path=VLLM_MODEL, dtype="bfloat16", restart_backoff_s=0.5)
+    engine = SupervisedEngine(settings, lambda: VLLMEngine(settings), "vllm")
+    await engine.start()
+    try:
+        stream = engine.generate(chat("Write a long story about a dragon.", max_tokens=300))
+        await anext(stream)
+        pids = engine.engine.engine_core_pids
+        assert pids, "no engine-core process found"
+        os.kill(pids[0], signal.SIGKILL)
+        with pytest.raises(EngineUnavailable) as ended:
+            async with asyncio.timeout(60):
+                async for _ in stream:
+                    pass
+        assert ended.value.code == "engine_crashed"
+        deadline = time.monotonic() + 30
+        while engine.up:
+            assert time.monotonic() < deadline, "the dead engine still reports up"
+            await asyncio.sleep(0.1)
+        with pytest.raises(EngineUnavailable):
+            engine.generate(chat("Hi", max_tokens=2))
+        deadline = time.monotonic() + 180
+        while not engine.up:
+            assert time.monotonic() < deadline, f"vLLM did not come back: {engine.status()}"
+            await asyncio.sleep(0.5)
+        assert engine.restarts == 1 and engine.status()["last_exit"] == "vLLM engine core died"
+        answer = await Completion.gather(engine.generate(chat("Hi", max_tokens=2)))
+        assert answer.usage.completion_tokens == 2
+    finally:
+        await engine.aclose()

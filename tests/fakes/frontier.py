@@ -10,6 +10,9 @@ The behaviour comes from the model name (or the `x-fake-behavior` header):
     stream_error_after_K     K deltas, then an in-band error event (overloaded)
     cut_stream               K deltas, then the connection ends without message_stop / [DONE]
     hang                     accepts and never answers
+    error_401/_403/_404/_413 those errors too
+    echo                     (with an error or stream_error behaviour) the error message echoes the credentials and
+                             the body it received, as real APIs (key fragments in 401s) and proxies (more) do
     approve / correct        advisor review: answers "APPROVED" / "CORRECTED: <better answer>"
     tool                     answers with a tool call to the first tool offered
 
@@ -95,6 +98,10 @@ async def _pre(behavior: str, state: FakeState, model: str) -> None:
         raise _Fault(500, "api_error", "flaky upstream")
     for code, kind in (
         (400, "invalid_request_error"),
+        (401, "authentication_error"),
+        (403, "permission_error"),
+        (404, "not_found_error"),
+        (413, "request_too_large"),
         (429, "rate_limit_error"),
         (500, "api_error"),
         (529, "overloaded_error"),
@@ -102,6 +109,13 @@ async def _pre(behavior: str, state: FakeState, model: str) -> None:
         if f"error_{code}" in behavior:
             headers = {"retry-after": "0.1", "retry-after-ms": "100"} if code == 429 else {}
             raise _Fault(code, kind, f"fake {kind}", headers)
+
+
+def _echo(request: web.Request, body: dict[str, Any]) -> str:
+    """What a careless upstream puts in its error messages: the caller's credentials and request."""
+    auth = request.headers.get("authorization", "")
+    key = request.headers.get("x-api-key", "")
+    return f" (request had authorization={auth!r} x-api-key={key!r} body={orjson.dumps(body).decode()[:300]})"
 
 
 def _mid_stream_fault(behavior: str) -> tuple[str, int] | None:
@@ -137,9 +151,11 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     if "max_tokens" not in body:
         return _anthropic_error(_Fault(400, "invalid_request_error", "max_tokens: Field required"))
     behavior = _behavior(model, request.headers)
+    echo = _echo(request, body) if "echo" in behavior else ""
     try:
         await _pre(behavior, state, model)
     except _Fault as fault:
+        fault.message += echo
         return _anthropic_error(fault)
     text = answer_text(behavior, body.get("messages", []))
     tools = body.get("tools") or []
@@ -220,7 +236,8 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
                 if fault[0] == "cut_stream":
                     request.transport.close()  # type: ignore[union-attr]
                     return resp
-                await send("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                error = {"type": "overloaded_error", "message": "Overloaded" + echo}
+                await send("error", {"type": "error", "error": error})
                 return resp
             if "slow" in behavior and "first" not in behavior:
                 await asyncio.sleep(0.05)
@@ -259,9 +276,11 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     model = body.get("model", "")
     state.requests.append(Recorded(request.path, model, {k.lower(): v for k, v in request.headers.items()}, body))
     behavior = _behavior(model, request.headers)
+    echo = _echo(request, body) if "echo" in behavior else ""
     try:
         await _pre(behavior, state, model)
     except _Fault as fault:
+        fault.message += echo
         return _openai_error(fault)
     text = answer_text(behavior, body.get("messages", []))
     tools = body.get("tools") or []
@@ -336,7 +355,8 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
                 if fault[0] == "cut_stream":
                     request.transport.close()  # type: ignore[union-attr]
                     return resp
-                err = {"error": {"message": "upstream overloaded", "type": "server_error", "param": None, "code": None}}
+                message = "upstream overloaded" + echo
+                err = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
                 await resp.write(b"data: " + orjson.dumps(err) + b"\n\ndata: [DONE]\n\n")
                 return resp
             if "slow" in behavior and "first" not in behavior:
