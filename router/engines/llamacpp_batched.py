@@ -695,11 +695,15 @@ class BatchedLlamaCppEngine:
 
 
 def default_threads() -> int:
-    """llama.cpp threads when `n_threads` is not set: every core this process may run on (cgroup/affinity aware)."""
+    """llama.cpp threads when `n_threads` is not set: half the cores this process may run on (affinity aware).
+
+    The other half serves the event loop, the embedding model and the OS. ggml's thread barrier spins: when one of
+    its threads is descheduled by other work, every step waits for it (benchmarks/RESULTS.md, local throughput)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)
 
 
 def _post(loop: asyncio.AbstractEventLoop, items: list[tuple[_Job, Any]]) -> None:

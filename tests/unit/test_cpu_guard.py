@@ -64,3 +64,14 @@ def test_this_machine_and_the_installed_build() -> None:
     assert cpu.path != "scalar", info
     assert "AMX_INT8" not in cpu.build and "AVX512" not in cpu.build, "the portable build must not carry AVX-512/AMX"
     assert cpu.line().startswith("llama.cpp CPU path ")
+
+
+def test_default_threads_is_half_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What config.py and deploy/router.example.yaml promise for `n_threads: null`."""
+    import os
+
+    from router.engines import llamacpp_batched
+
+    for cores, expected in ((1, 1), (2, 1), (8, 4), (9, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert llamacpp_batched.default_threads() == expected
