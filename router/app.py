@@ -41,6 +41,7 @@ from router.fastpath import estimate_tokens
 from router.frontier.tier import FrontierTier
 from router.http import sse
 from router.http.anthropic import parse_messages_request
+from router.http.count_tokens import count_tokens, stream_input_tokens
 from router.http.embeddings import embeddings_body, parse_embedding_request
 from router.http.errors import JSON, api_of, error_response
 from router.http.openai import parse_chat_request, parse_json
@@ -251,7 +252,7 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
         done.headers, done.reservation = outcome.headers, outcome.reservation
         done.frontier_usage = outcome.frontier_usage
         headers = {**outcome.headers, **ticket.headers}
-        writer = writer_for(chat, outcome.model)
+        writer = writer_for(chat, outcome.model, stream_input_tokens(app, chat, outcome))
         if not chat.stream:
             async with aclosing(outcome.rest):
                 try:
@@ -429,6 +430,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_post("/v1/route", route)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/router/usage", usage)

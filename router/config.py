@@ -126,6 +126,9 @@ class FrontierModelSettings(_Strict):
     default_max_tokens: int = Field(4096, gt=0, description="max_tokens when the request gives none.")
     fallbacks: list[str] = Field(default_factory=list, description="Other frontier models to try, in order.")
     fallback_to_local: bool = Field(True, description="After every frontier fallback failed, serve locally.")
+    count_tokens: Literal["estimate", "provider"] = Field(
+        "estimate", description="count_tokens: the router's estimate, or the provider's count API (Anthropic only)."
+    )
 
 
 class ResilienceSettings(_Strict):

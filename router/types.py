@@ -114,6 +114,9 @@ class Chunk:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     tool_call: ToolCallDelta | None = None
+    # The prompt's size as the upstream counted it, when known before the answer ends (Anthropic's message_start):
+    # lets an Anthropic stream report the true input_tokens in its own message_start.
+    prompt_tokens: int | None = None
 
 
 @dataclass(slots=True)

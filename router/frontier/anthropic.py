@@ -91,6 +91,21 @@ class AnthropicProvider:
                 params["tool_choice"] = choice
         return params
 
+    async def count_tokens(self, request: ChatRequest) -> int:
+        """The prompt's size by Anthropic's own count API (`count_tokens: provider`)."""
+        import anthropic
+
+        if self._client is None:
+            raise UpstreamError(f"frontier model {self.name!r} is not started")
+        params = self.params(request)
+        for unused in ("max_tokens", "stop_sequences"):  # not part of the count API
+            params.pop(unused, None)
+        try:
+            result = await self._client.messages.count_tokens(**params)
+        except anthropic.APIError as exc:
+            raise map_error(self.name, exc) from None
+        return int(result.input_tokens)
+
     async def generate(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         import anthropic
 
@@ -103,20 +118,22 @@ class AnthropicProvider:
         usage = Usage()
         finish: FinishReason | None = None
         tool_index = -1
+        first = True  # the first chunk carries the upstream's prompt count (for message_start of our stream)
         try:
             async for event in stream:
                 kind = event.type
+                chunk: Chunk | None = None
                 if kind == "content_block_delta":
                     delta = event.delta
                     if delta.type == "text_delta":
-                        yield Chunk(text=delta.text)
-                    elif delta.type == "input_json_delta":
-                        yield Chunk(tool_call=ToolCallDelta(tool_index, arguments=delta.partial_json))
+                        chunk = Chunk(text=delta.text)
+                    elif delta.type == "input_json_delta" and delta.partial_json:
+                        chunk = Chunk(tool_call=ToolCallDelta(tool_index, arguments=delta.partial_json))
                 elif kind == "content_block_start":
                     block = event.content_block
                     if block.type == "tool_use":
                         tool_index += 1
-                        yield Chunk(tool_call=ToolCallDelta(tool_index, id=block.id, name=block.name))
+                        chunk = Chunk(tool_call=ToolCallDelta(tool_index, id=block.id, name=block.name))
                 elif kind == "message_start":
                     usage.prompt_tokens = event.message.usage.input_tokens or 0
                 elif kind == "message_delta":
@@ -125,8 +142,12 @@ class AnthropicProvider:
                     if event.usage is not None and event.usage.output_tokens is not None:
                         usage.completion_tokens = event.usage.output_tokens
                 elif kind == "message_stop":
-                    yield Chunk(finish_reason=finish or "stop", usage=usage)
+                    yield Chunk(finish_reason=finish or "stop", usage=usage, prompt_tokens=usage.prompt_tokens)
                     return
+                if chunk is not None:
+                    if first:
+                        chunk.prompt_tokens, first = usage.prompt_tokens, False
+                    yield chunk
         except anthropic.APIError as exc:
             raise map_error(self.name, exc, self._secrets) from None
         finally:

@@ -50,10 +50,10 @@ class OpenAIWriter:
 
 
 class AnthropicWriter:
-    def __init__(self, request_id: str, model: str) -> None:
+    def __init__(self, request_id: str, model: str, input_tokens: int = 0) -> None:
         self._id = "msg_" + request_id
         self._model = model
-        self._encoder = anthropic_wire.EventEncoder(self._id, model)
+        self._encoder = anthropic_wire.EventEncoder(self._id, model, input_tokens)
 
     def body(self, result: Completion) -> bytes:
         return anthropic_wire.message_body(self._id, self._model, result)
@@ -74,7 +74,8 @@ class AnthropicWriter:
         return self._encoder.error(anthropic_type(exc), exc.message)
 
 
-def writer_for(request: ChatRequest, model: str) -> Writer:
+def writer_for(request: ChatRequest, model: str, input_tokens: int = 0) -> Writer:
+    """`input_tokens`: the prompt's count for an Anthropic stream's message_start (its true value comes up front)."""
     if request.api == "anthropic":
-        return AnthropicWriter(request.request_id, model)
+        return AnthropicWriter(request.request_id, model, input_tokens)
     return OpenAIWriter(request.request_id, model, request.include_usage, request.sampling.logprobs)

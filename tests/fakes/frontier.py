@@ -258,6 +258,22 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def anthropic_count_tokens(request: web.Request) -> web.Response:
+    """POST /v1/messages/count_tokens: the same count the fake reports as input_tokens for these messages."""
+    state: FakeState = request.app[STATE]
+    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    if not key or key == "bad-key":
+        return _anthropic_error(_Fault(401, "authentication_error", "invalid x-api-key"))
+    body = await request.json()
+    state.requests.append(
+        Recorded(request.path, body.get("model", ""), {k.lower(): v for k, v in request.headers.items()}, body)
+    )
+    if "max_tokens" in body:
+        return _anthropic_error(_Fault(400, "invalid_request_error", "max_tokens: Extra inputs are not permitted"))
+    n = sum(_count_tokens(_last_user_text([m])) for m in body.get("messages", [])) + 3
+    return web.json_response({"input_tokens": n})
+
+
 # -- OpenAI ---------------------------------------------------------------------------------------------------
 
 
@@ -385,6 +401,7 @@ def build_fake_app(state: FakeState | None = None) -> web.Application:
     app = web.Application()
     app[STATE] = state or FakeState()
     app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_post("/v1/messages/count_tokens", anthropic_count_tokens)
     app.router.add_post("/v1/chat/completions", openai_chat)
     app.router.add_get("/v1/models", openai_models)
     return app
