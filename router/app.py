@@ -252,7 +252,7 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
         done.headers, done.reservation = outcome.headers, outcome.reservation
         done.frontier_usage = outcome.frontier_usage
         headers = {**outcome.headers, **ticket.headers}
-        writer = writer_for(chat, outcome.model, stream_input_tokens(app, chat, outcome))
+        writer = writer_for(chat, outcome.model, await stream_input_tokens(app, chat, outcome))
         if not chat.stream:
             async with aclosing(outcome.rest):
                 try:

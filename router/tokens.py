@@ -11,6 +11,7 @@ English text within roughly ±20%; use the provider's count for billing-grade nu
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 import orjson
@@ -36,12 +37,16 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
     return total
 
 
-def local_prompt_tokens(engine: Any, request: ChatRequest) -> tuple[int, Method]:
-    """The engine's own count (its chat template and tokenizer) where it has one, else the estimate."""
-    count = getattr(engine, "count_prompt_tokens", None)
-    if count is None:
+async def local_prompt_tokens(engine: Any, request: ChatRequest) -> tuple[int, Method]:
+    """The engine's own count (its chat template and tokenizer) where it has one, else the estimate.
+    Supervised engines count in their worker process (`count_tokens`); others in a thread, off the loop."""
+    count = getattr(engine, "count_tokens", None)
+    if count is not None:
+        return int(await count(request)), "model-tokenizer"
+    sync = getattr(engine, "count_prompt_tokens", None)
+    if sync is None:
         return estimate_prompt_tokens(request), "estimate"
-    return int(count(request)), "model-tokenizer"
+    return int(await asyncio.to_thread(sync, request)), "model-tokenizer"
 
 
 async def frontier_prompt_tokens(provider: Any, request: ChatRequest) -> tuple[int, Method]:

@@ -39,12 +39,12 @@ async def count_tokens(request: web.Request) -> web.Response:
         n, method = await frontier_prompt_tokens(app[FRONTIER].providers[decision.model], chat)
     else:  # local, or advisor: the local model reads the prompt first
         model = decision.model if tier == "local" and decision.model else app[POLICY].local_default
-        n, method = local_prompt_tokens(app[REGISTRY].get(model), chat)
+        n, method = await local_prompt_tokens(app[REGISTRY].get(model), chat)
     headers = {**decision.headers(), "x-router-token-count": method}
     return web.Response(body=orjson.dumps({"input_tokens": n}), content_type=JSON, headers=headers)
 
 
-def stream_input_tokens(app: web.Application, chat: ChatRequest, outcome: Outcome) -> int:
+async def stream_input_tokens(app: web.Application, chat: ChatRequest, outcome: Outcome) -> int:
     """input_tokens for message_start: the upstream's count if it sent one first, else the serving model's."""
     if chat.api != "anthropic" or not chat.stream:
         return 0
@@ -56,6 +56,6 @@ def stream_input_tokens(app: web.Application, chat: ChatRequest, outcome: Outcom
     if engine is None:  # a frontier model that does not report its count up front
         return estimate_prompt_tokens(chat)
     try:
-        return local_prompt_tokens(engine, chat)[0]
+        return (await local_prompt_tokens(engine, chat))[0]
     except Exception:  # an engine that cannot count now (still loading): the estimate is better than nothing
         return estimate_prompt_tokens(chat)
