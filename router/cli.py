@@ -98,7 +98,8 @@ def _route(args: argparse.Namespace, settings: Settings) -> int:
         if isinstance(metadata, dict):
             metadata.update({k: v for k, v in (("task", args.task), ("quality", args.quality)) if v})
         request = parse_chat_request(body)
-        policy = RoutingPolicy(settings)
+        # The frontier models the config names, as the server sees them (no provider is started for a dry run).
+        policy = RoutingPolicy(settings, frontier_models=tuple(m.name for m in settings.frontier.models))
         decision = policy.decide(request)
     except OSError as exc:
         print(f"hybrid-router route: cannot read {args.file}: {exc.strerror}", file=sys.stderr)

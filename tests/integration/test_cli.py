@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -50,3 +51,20 @@ def test_serve_starts_on_the_embedded_default_and_answers() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_route_dry_run_uses_the_frontier_models_in_the_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "router.yaml"
+    cfg.write_text(
+        "frontier:\n  models:\n    - {name: claude, provider: anthropic, model_id: claude-x, api_key_env: NOPE}\n"
+    )
+    out = subprocess.run(
+        [*CLI, "route", "--config", str(cfg), "--model", "frontier", "Plan a migration."],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    decision = json.loads(out.stdout)
+    assert decision["tier"] == "frontier" and decision["model"] == "claude", decision
+    assert decision.get("reason") != "frontier-unavailable"
