@@ -14,6 +14,7 @@ code and an error body in the caller's wire format (see `router/http/errors.py`)
     ├── Overloaded           503 / Anthropic 529  (retry_after)
     ├── Unavailable          503  the decided tier is not configured (e.g. no frontier model)
     ├── UpstreamError        502  a frontier or external engine failed (status, type kept)
+    │   └── CircuitOpen      503  a frontier model's breaker is open (retry_after: until its probe)
     ├── EngineError          500  a local engine failed (never caused by input)
     └── Timeout              504  the request's deadline passed
 """
@@ -103,6 +104,11 @@ class UpstreamError(RouterError):
     type = "api_error"
     code = "upstream_error"
     retryable = True
+
+
+class CircuitOpen(UpstreamError):
+    status = 503
+    code = "circuit_open"
 
 
 class EngineError(RouterError):

@@ -232,8 +232,11 @@ class OpenAIHTTPEngine:
             return Overloaded(message or "the upstream is overloaded", retry_after=_retry_after(resp.headers))
         if status in (408, 504):
             return Timeout(f"model {self.name!r}: the upstream timed out ({status}): {message}")
-        # 401/403 mean our credentials for the upstream are wrong: the caller's request is not at fault.
-        return UpstreamError(f"model {self.name!r}: the upstream answered {status}: {message or resp.reason}")
+        # 401/403 mean our credentials for the upstream are wrong: the caller's request is not at fault, and no
+        # retry will fix it (not retryable: another provider may still serve; the upstream is not unhealthy).
+        err = UpstreamError(f"model {self.name!r}: the upstream answered {status}: {message or resp.reason}")
+        err.retryable = status not in (401, 403)
+        return err
 
 
 async def iter_lines(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
