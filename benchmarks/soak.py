@@ -199,9 +199,9 @@ class Soak:
         self.samples: list[Sample] = []
         share = args.fault_share
         base = [
-            Kind("local", DEFAULT_MODEL_NAME, 0.5, "ok"),
-            Kind("frontier", "claude", 0.2, "ok"),
-            Kind("frontier", "gpt", 0.2, "ok"),
+            Kind("local", DEFAULT_MODEL_NAME, args.local_share, "ok"),
+            Kind("frontier", "claude", (0.9 - args.local_share) / 2, "ok"),
+            Kind("frontier", "gpt", (0.9 - args.local_share) / 2, "ok"),
             Kind("auto", "auto", 0.1, "ok"),
         ]
         total = sum(k.weight for k in base)
@@ -249,6 +249,8 @@ class Soak:
                         orjson.loads(raw)  # a whole answer must be one JSON body
                 elif status in (429, 503, 529):
                     outcome = "throttled" if resp.headers.get("Retry-After") else "error"
+                    if outcome == "throttled" and b"local model is at capacity" in raw:
+                        outcome = "shed"  # the engine's queue bound: refused at once, with Retry-After
                     detail = raw[:200].decode(errors="replace")
                 else:
                     detail = raw[:200].decode(errors="replace")
@@ -319,9 +321,9 @@ class Soak:
                 await asyncio.wait(tasks)
             await asyncio.sleep(1.0)  # let the server finish its bookkeeping
             after = await self.scrape(session)
-            memory_end = await self.debug_memory(session)
             stop.set()
-            await sampler
+            await sampler  # before the heap snapshot: taking one allocates, and would show in the RSS
+            memory_end = await self.debug_memory(session)
         return {"after": after, "memory_start": memory_start, "memory_end": memory_end}
 
     async def warm_up(self, session: aiohttp.ClientSession) -> None:
@@ -408,7 +410,7 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
     for r in res:
         by_kind.setdefault(r.kind, {}).setdefault(r.outcome, 0)
         by_kind[r.kind][r.outcome] += 1
-    bad = [asdict(r) for r in res if not r.as_designed]
+    bad = [asdict(r) for r in res if not r.as_designed and r.outcome != "shed"]
     steps = [(s.t, sum(v for k, v in s.metrics.items() if k.startswith("router_engine_steps{"))) for s in samples]
     gauges = {
         k: v
@@ -431,6 +433,7 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
         "loop_lag_max_s": after.get("router_event_loop_lag_max_seconds"),
         "engine_steps_per_s": round((steps[-1][1] - steps[0][1]) / duration, 1) if len(steps) > 1 else None,
         "outcomes": by_kind,
+        "shed_by_local_queue_bound": sum(1 for r in res if r.outcome == "shed"),
         "not_as_designed": len(bad),
         "not_as_designed_examples": bad[:10],
         "gauges_after": gauges,
@@ -448,6 +451,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--rate", type=float, default=5.0, help="requests per second, Poisson arrivals")
+    p.add_argument("--local-share", type=float, default=0.3, help="share sent to the local model by name")
     p.add_argument("--fault-share", type=float, default=0.01, help="share of requests that hit a fault model")
     p.add_argument("--sample-s", type=float, default=5.0, help="seconds between RSS and /metrics samples")
     p.add_argument("--request-timeout-s", type=float, default=120.0)

@@ -7,6 +7,7 @@ returns the current total and the allocation sites that grew most since the base
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 
 import orjson
@@ -33,10 +34,9 @@ async def memory(request: web.Request) -> web.Response:
         raise NotFound("tracemalloc is not tracing: start the server with PYTHONTRACEMALLOC=1", code="unknown_url")
     top = _top(request.query.get("top"))
     held = request.app[BASELINE]
-    snapshot = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
-    if not held or request.query.get("reset") in ("1", "true"):
-        held[:] = [snapshot]
-    stats = snapshot.compare_to(held[0], "lineno")
+    reset = not held or request.query.get("reset") in ("1", "true")
+    # Seconds of work on a big heap: in a thread, so the loop keeps serving (slowly: the GIL is shared).
+    stats = await asyncio.to_thread(_compare, held, reset)
     current, peak = tracemalloc.get_traced_memory()
     body = {
         "traced_bytes": current,
@@ -47,6 +47,13 @@ async def memory(request: web.Request) -> web.Response:
         ],
     }
     return web.Response(body=orjson.dumps(body), content_type=JSON)
+
+
+def _compare(held: list[tracemalloc.Snapshot], reset: bool) -> list[tracemalloc.StatisticDiff]:
+    snapshot = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
+    if reset:
+        held[:] = [snapshot]
+    return snapshot.compare_to(held[0], "lineno")
 
 
 def add_routes(app: web.Application) -> None:
