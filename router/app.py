@@ -39,14 +39,14 @@ from router.errors import (
 )
 from router.fastpath import estimate_tokens
 from router.frontier.tier import FrontierTier
-from router.http import sse
+from router.http import debug, sse
 from router.http.anthropic import parse_messages_request
 from router.http.count_tokens import count_tokens, stream_input_tokens
 from router.http.embeddings import embeddings_body, parse_embedding_request
 from router.http.errors import JSON, api_of, error_response
 from router.http.openai import parse_chat_request, parse_json
 from router.http.writers import writer_for
-from router.observability import Metrics, log_request, quiet_sdk_loggers
+from router.observability import Metrics, log_request, probe_loop_lag, quiet_sdk_loggers
 from router.pipeline import Pipeline
 from router.registry import ModelRegistry
 from router.routing.policy import RoutingPolicy
@@ -358,6 +358,8 @@ async def metrics(request: web.Request) -> web.Response:
             stats = getattr(engine, "stats", None)
             m.slots.labels(name).set(getattr(stats, "active", 0))
             m.queue_depth.labels(name).set(getattr(stats, "queued", 0))
+            m.engine_steps.labels(name).set(getattr(stats, "steps", 0))
+            m.engine_tokens.labels(name).set(getattr(stats, "tokens_generated", 0))
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
@@ -400,8 +402,10 @@ def _time_param(query: Mapping[str, str], name: str) -> float | None:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """API routes need a tenant: from the key when auth is on, the default tenant when it is off."""
     path = request.path
-    if path.startswith("/v1/") or (path == "/metrics" and not request.app[SETTINGS].auth.metrics_public):
+    if path.startswith("/v1/"):
         request[TENANT] = request.app[ACCESS].authenticate(request.headers)
+    elif path == "/metrics" or path.startswith("/debug/"):
+        request.app[ACCESS].may_scrape(request.headers)  # spend and heap details: admin key or scrape token
     return await handler(request)
 
 
@@ -419,7 +423,7 @@ def build_app(settings: Settings) -> web.Application:
     app[FRONTIER] = FrontierTier(settings.frontier)
     app[POLICY] = RoutingPolicy(settings, frontier_models=app[FRONTIER].names)
     app[ACCESS] = AccessControl(settings)
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(tenant_labels=settings.auth.metrics_tenant_labels)
     app[ACCOUNTING] = Accounting(settings, app[METRICS])
     app.cleanup_ctx.append(_accounting_ctx)
     app.on_response_prepare.append(_stamp_request_id)
@@ -435,7 +439,19 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/router/usage", usage)
     app.router.add_get("/metrics", metrics)
+    debug.add_routes(app)
+    app.cleanup_ctx.append(_loop_lag_ctx)
     return app
+
+
+async def _loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    """A probe task measuring how late the event loop runs timers (router_event_loop_lag_seconds)."""
+    probe = asyncio.create_task(probe_loop_lag(app[METRICS]))
+    try:
+        yield
+    finally:
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)
 
 
 async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -223,7 +223,15 @@ class TenantSettings(_Strict):
 class AuthSettings(_Strict):
     enabled: bool = Field(False, description="Require an API key. Off only for local development.")
     keys_file: str | None = Field(None, description="Keys file written by `hybrid-router keys add`.")
-    metrics_public: bool = Field(True, description="Serve /metrics without a key (scraped from inside).")
+    metrics_public: bool = Field(
+        False, description="Serve /metrics (and /debug/*) to anyone. Off: an admin key or the scrape token."
+    )
+    metrics_token_file: str | None = Field(
+        None, description="File holding a bearer token a scraper may present for /metrics (a mounted secret)."
+    )
+    metrics_tenant_labels: bool = Field(
+        False, description="Label cost and savings series by tenant name. Off: every tenant is tenant='all'."
+    )
 
 
 class LimitsSettings(_Strict):

@@ -15,6 +15,7 @@ code and an error body in the caller's wire format (see `router/http/errors.py`)
     │   └── EngineUnavailable     a local engine is down (crashed, restarting); retry_after: the next attempt
     ├── Unavailable          503  the decided tier is not configured (e.g. no frontier model)
     ├── UpstreamError        502  a frontier or external engine failed (status, type kept)
+    │   └── CircuitOpen      503  a frontier model's breaker is open (retry_after: until its probe)
     ├── EngineError          500  a local engine failed (never caused by input)
     └── Timeout              504  the request's deadline passed
 """
@@ -108,6 +109,11 @@ class UpstreamError(RouterError):
     type = "api_error"
     code = "upstream_error"
     retryable = True
+
+
+class CircuitOpen(UpstreamError):
+    status = 503
+    code = "circuit_open"
 
 
 class EngineError(RouterError):

@@ -5,13 +5,16 @@ Each application gets its own registry, so several routers (tests) can live in o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 access_log = logging.getLogger("router.access")
@@ -20,7 +23,8 @@ access_log = logging.getLogger("router.access")
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, tenant_labels: bool = False) -> None:
+        self.tenant_labels = tenant_labels  # off: spend is not broken down by tenant name on /metrics
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "router_requests",
@@ -43,9 +47,36 @@ class Metrics:
         self.queue_depth = Gauge("router_queue_depth", "Requests waiting for an engine slot", ["model"], registry=r)
         self.slots = Gauge("router_engine_slots_in_use", "Engine slots decoding", ["model"], registry=r)
         self.shed = Counter("router_shed", "Requests refused by limits", ["reason"], registry=r)
+        self.loop_lag = Histogram(
+            "router_event_loop_lag_seconds",
+            "How late the event loop ran a probe timer: time it was busy with something else",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag_max = Gauge("router_event_loop_lag_max_seconds", "Longest probe lag since start", registry=r)
+        self.engine_steps = Gauge("router_engine_steps", "Engine decode steps since start", ["model"], registry=r)
+        self.engine_tokens = Gauge("router_engine_tokens_generated", "Tokens decoded so far", ["model"], registry=r)
+
+    def tenant(self, name: str | None) -> str:
+        """The tenant label value: the name only when tenant labels are on."""
+        return (name or "default") if self.tenant_labels else "all"
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+async def probe_loop_lag(metrics: Metrics, interval_s: float = 0.1) -> None:
+    """Forever: sleep `interval_s` and record how late the loop woke us. A lag is time the loop spent on
+    something else (a blocking call, a long callback, a GC pause) while every request on it waited."""
+    worst = 0.0
+    while True:
+        start = time.perf_counter()
+        await asyncio.sleep(interval_s)
+        lag = max(0.0, time.perf_counter() - start - interval_s)
+        metrics.loop_lag.observe(lag)
+        if lag > worst:
+            worst = lag
+            metrics.loop_lag_max.set(lag)
 
 
 _SECRET = re.compile(r"(?i)(bearer\s+|x-api-key[\"':= ]+|sk-|hr_[0-9a-f]+_)[A-Za-z0-9._~+/=_-]+")

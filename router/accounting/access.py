@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from router.accounting.keys import KeyStore, load_keys_file
 from router.accounting.limits import InFlight, TokenBucket
-from router.config import Settings, TenantSettings
+from router.config import ConfigError, Settings, TenantSettings
 from router.errors import AuthenticationError, Overloaded, PermissionDenied, RateLimited
 
 DEFAULT_TENANT = "default"
@@ -52,6 +54,7 @@ class AccessControl:
         self.keys = KeyStore(load_keys_file(settings.auth.keys_file) if settings.auth.keys_file else [])
         self.tenants = {t.name: Tenant.build(t) for t in settings.tenants}
         self.in_flight = InFlight(settings.limits.max_in_flight)
+        self.scrape_token = _read_token(settings.auth.metrics_token_file)
 
     def tenant(self, name: str) -> Tenant:
         found = self.tenants.get(name)
@@ -60,19 +63,39 @@ class AccessControl:
         return found
 
     def authenticate(self, headers: Mapping[str, str]) -> Tenant:
-        """The caller's tenant from `Authorization: Bearer` or `x-api-key`; 401 without a valid key."""
+        """The caller's tenant from its key; 401 without a valid key. The one rule for credentials:
+
+        a key comes from `Authorization: Bearer <key>` or `x-api-key: <key>`; a request may carry both only when
+        they are the same key. Two different keys are refused (401) before either is looked up, so a request can
+        never be served as one tenant while it also claims to be another.
+        """
         if not self.auth.enabled:
             return self.tenant(DEFAULT_TENANT)
-        presented = headers.get("x-api-key") or ""
-        authorization = headers.get("authorization") or ""
-        if not presented and authorization[:7].lower() == "bearer ":
-            presented = authorization[7:].strip()
+        presented = presented_key(headers)
         if not presented:
             raise AuthenticationError("missing API key: send Authorization: Bearer <key> or x-api-key")
         tenant = self.keys.tenant_of(presented)
         if tenant is None:
             raise AuthenticationError("invalid API key")
         return self.tenant(tenant)
+
+    def may_scrape(self, headers: Mapping[str, str]) -> None:
+        """/metrics and /debug/*: open when `metrics_public`, or when auth is off and no scrape token is set.
+
+        Otherwise only the scrape token (`metrics_token_file`) or an admin tenant's key: the series carry spend.
+        """
+        if self.auth.metrics_public or (not self.auth.enabled and self.scrape_token is None):
+            return
+        presented = presented_key(headers)
+        if not presented:
+            raise AuthenticationError("/metrics needs a key: send Authorization: Bearer <admin key or scrape token>")
+        if self.scrape_token is not None and hmac.compare_digest(presented.encode(), self.scrape_token.encode()):
+            return
+        tenant = self.keys.tenant_of(presented) if self.auth.enabled else None
+        if tenant is None:
+            raise AuthenticationError("invalid API key")
+        if not self.tenant(tenant).settings.admin:
+            raise PermissionDenied("only an admin key or the scrape token may read /metrics")
 
     def admit(self, tenant: Tenant, tokens: int) -> Ticket:
         """Take a request (and its token estimate) from the tenant's limits, or refuse at once."""
@@ -121,6 +144,31 @@ class AccessControl:
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
         if model in ("local", "frontier") and model not in tenant.settings.allowed_tiers:
             raise PermissionDenied(f"this key may not use the {model} tier", param="model")
+
+
+def presented_key(headers: Mapping[str, str]) -> str:
+    """The key a request carries ('' if none); AuthenticationError when Bearer and x-api-key disagree."""
+    api_key = (headers.get("x-api-key") or "").strip()
+    authorization = headers.get("authorization") or ""
+    bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
+    if api_key and bearer and not hmac.compare_digest(api_key.encode(), bearer.encode()):
+        raise AuthenticationError(
+            "conflicting credentials: Authorization: Bearer and x-api-key carry different keys; send one key",
+            code="conflicting_credentials",
+        )
+    return api_key or bearer
+
+
+def _read_token(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"auth.metrics_token_file: cannot read {path}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError(f"auth.metrics_token_file: {path} is empty")
+    return token
 
 
 def _headers(kind: str, bucket: TokenBucket) -> dict[str, str]:

@@ -161,11 +161,11 @@ class Accounting:
         m.tokens.labels(done.tier, "input").inc(usage.prompt_tokens)
         m.tokens.labels(done.tier, "output").inc(usage.completion_tokens)
         if cost:
-            m.cost.labels("frontier", request.tenant).inc(cost)
+            m.cost.labels("frontier", m.tenant(request.tenant)).inc(cost)
         if local_cost:
-            m.cost.labels("local", request.tenant).inc(local_cost)
+            m.cost.labels("local", m.tenant(request.tenant)).inc(local_cost)
         if saved > 0:
-            m.saved.labels(request.tenant).inc(saved)
+            m.saved.labels(m.tenant(request.tenant)).inc(saved)
         if h.get("x-router-escalated"):
             m.escalations.labels(h["x-router-escalated"]).inc()
         summary: dict[str, object] = {

@@ -1,9 +1,21 @@
-"""Retries, fallbacks and circuit breakers for the frontier tier, all before the first byte reaches the client.
+"""Retries, fallbacks, throttles and circuit breakers for the frontier tier, all before the first byte reaches
+the client.
 
-`first_chunk` is the whole policy in one place: for each provider in the fallback chain, skip it if its breaker
-is open, else try it up to `max_retries + 1` times, waiting with exponential backoff and full jitter (or the
-provider's retry-after, if longer) but never past the request's deadline. A provider's answer counts once its
-first chunk has arrived; after that the stream is the client's, and a failure ends it with an in-band error.
+`first_chunk` is the whole policy in one place. Each upstream failure falls in one of four classes, and the class
+alone decides what happens (docs/resilience.md has the table, tests/integration/test_resilience.py tests each row):
+
+    request    400 / 413 / 422: the request is at fault; passed back at once, never retried, no fallback
+    refused    401 / 403 / 404: the router's key or model id is wrong there; no retry, next provider
+    throttle   429 / 529 / 503 (rate limited, overloaded): the upstream is healthy but says "later". The provider
+               cools down for its Retry-After / retry-after-ms (or a backoff when it gives none); while it cools,
+               no request is sent to it: the next provider serves, or, with none, the client gets the throttle
+               (429, or 529 on the Anthropic API / 503 on the OpenAI API) with Retry-After. Never opens a breaker.
+    unhealthy  5xx, connect errors, timeouts, a broken stream: retried with backoff and jitter, then the next
+               provider; each one counts towards the provider's breaker.
+
+For a non-streaming request the whole answer is collected inside the attempt: nothing reaches its client until
+the end, so a failure after the upstream's first chunk is still retried or sent to a fallback. A streaming
+request's answer belongs to the client from its first chunk; a later failure ends it in-band.
 """
 
 from __future__ import annotations
@@ -11,33 +23,51 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from router.config import ResilienceSettings
-from router.errors import RouterError, Timeout, UpstreamError
+from router.errors import CircuitOpen, Overloaded, RateLimited, RouterError, Timeout, UpstreamError
 from router.frontier.base import Provider
 from router.types import ChatRequest, Chunk
+
+Failure = Literal["request", "refused", "throttle", "unhealthy"]
+
+
+def classify(exc: RouterError) -> Failure:
+    if isinstance(exc, (RateLimited, Overloaded)):
+        return "throttle"
+    if not exc.retryable:
+        return "request" if exc.status < 500 else "refused"
+    return "unhealthy"
 
 
 @dataclass
 class Breaker:
-    """Per-provider circuit breaker: open after N consecutive failures, one half-open probe after a cooldown."""
+    """Per-provider circuit breaker: open after N consecutive unhealthy failures, one half-open probe after a
+    cooldown. Throttles and the client's own errors neither count nor reset it."""
 
     failures_to_open: int
     cooldown_s: float
     failures: int = 0
     opened_at: float | None = None
     probing: bool = False
-    clock: object = field(default=time.monotonic, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     @property
     def state(self) -> str:
         if self.opened_at is None:
             return "closed"
-        if self.clock() - self.opened_at >= self.cooldown_s:  # type: ignore[operator]
+        if self.clock() - self.opened_at >= self.cooldown_s:
             return "half-open"
         return "open"
+
+    def retry_after(self) -> float:
+        """Seconds until the next half-open probe may run."""
+        if self.opened_at is None:
+            return 0.0
+        return max(0.0, self.opened_at + self.cooldown_s - self.clock())
 
     def allow(self) -> bool:
         state = self.state
@@ -51,11 +81,52 @@ class Breaker:
     def success(self) -> None:
         self.failures, self.opened_at, self.probing = 0, None, False
 
+    def neutral(self) -> None:
+        """An answer that says nothing about health (a throttle): the probe slot is free again, nothing else."""
+        self.probing = False
+
     def failure(self) -> None:
         self.failures += 1
         self.probing = False
         if self.opened_at is not None or self.failures >= self.failures_to_open:
-            self.opened_at = self.clock()  # type: ignore[operator]
+            self.opened_at = self.clock()
+
+
+@dataclass
+class Throttle:
+    """Per-provider cool-down after a 429 / 529: no request goes upstream until `until`.
+
+    The wait is the upstream's Retry-After when it sends one; without one, an exponential backoff over the
+    throttles in a row (base · 2^n, at most `max_s`). The next success ends the run of throttles.
+    """
+
+    base_s: float
+    max_s: float
+    until: float = 0.0
+    in_a_row: int = 0
+    last: RouterError | None = None
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    def remaining(self) -> float:
+        return max(0.0, self.until - self.clock())
+
+    def note(self, exc: RouterError) -> None:
+        wait = exc.retry_after
+        if wait is None or wait <= 0:
+            wait = min(self.max_s, self.base_s * 2**self.in_a_row)
+        self.in_a_row += 1
+        self.until = max(self.until, self.clock() + wait)
+        self.last = exc
+
+    def success(self) -> None:
+        self.in_a_row = 0
+
+    def error(self) -> RouterError:
+        """The throttle as the client sees it: the upstream's kind, Retry-After until the cool-down ends."""
+        last = self.last
+        cls = type(last) if isinstance(last, (RateLimited, Overloaded)) else RateLimited
+        message = last.message if last is not None else "the frontier model is rate limited"
+        return cls(message, retry_after=max(self.remaining(), 0.001))
 
 
 @dataclass(slots=True)
@@ -66,7 +137,7 @@ class Attempted:
 
 @dataclass(slots=True)
 class Started:
-    """A provider's stream whose first chunk has arrived."""
+    """A provider's answer whose first chunk has arrived (a non-streaming request's: the whole answer)."""
 
     provider: Provider
     first: Chunk
@@ -78,35 +149,64 @@ class Resilience:
     def __init__(self, settings: ResilienceSettings, providers: Sequence[Provider]) -> None:
         self.settings = settings
         self.breakers = {p.name: Breaker(settings.breaker_failures, settings.breaker_cooldown_s) for p in providers}
+        self.throttles = {p.name: Throttle(settings.backoff_base_s, settings.backoff_max_s) for p in providers}
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         delay = random.uniform(0, min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt))
         return max(delay, retry_after or 0.0)
+
+    def reset(self) -> None:
+        """Every breaker closed and every cool-down over (tests, and an operator's manual reset)."""
+        for breaker in self.breakers.values():
+            breaker.success()
+        for throttle in self.throttles.values():
+            throttle.until, throttle.in_a_row, throttle.last = 0.0, 0, None
 
     async def first_chunk(self, request: ChatRequest, chain: Sequence[Provider]) -> Started:
         """The first provider in `chain` that starts answering. Raises the last error if none does."""
         loop = asyncio.get_running_loop()
         attempts: list[Attempted] = []
         last: RouterError | None = None
-        for provider in chain:
-            breaker = self.breakers[provider.name]
+        for index, provider in enumerate(chain):
+            breaker, throttle = self.breakers[provider.name], self.throttles[provider.name]
+            has_next = index + 1 < len(chain)
             for attempt in range(self.settings.max_retries + 1):
+                wait = throttle.remaining()
+                if wait > 0:
+                    # Cooling down: a fallback serves at once; without one, wait if it is short and in time.
+                    short = wait <= self.settings.backoff_max_s
+                    in_time = request.deadline is None or loop.time() + wait < request.deadline
+                    if (attempt == 0 and has_next) or not (short and in_time):
+                        attempts.append(Attempted(provider.name, "cooling down"))
+                        last = throttle.error()
+                        break
+                    await asyncio.sleep(wait)
                 if not breaker.allow():
                     attempts.append(Attempted(provider.name, "circuit open"))
-                    last = last or UpstreamError(f"frontier model {provider.name!r} is unavailable (circuit open)")
+                    last = last or CircuitOpen(
+                        f"frontier model {provider.name!r} is unavailable (circuit open)",
+                        retry_after=max(breaker.retry_after(), 0.001),
+                    )
                     break
                 try:
                     return await self._start(provider, request, attempts)
                 except RouterError as exc:
                     attempts.append(Attempted(provider.name, exc.code or exc.type))
-                    last = exc
-                    if not exc.retryable:
-                        if exc.status < 500:
-                            breaker.success()  # the provider is fine; the request is at fault
-                            raise  # …and another provider would say the same
-                        breaker.failure()
+                    kind = classify(exc)
+                    if kind == "request":
+                        breaker.neutral()
+                        raise  # another provider would say the same
+                    if kind == "refused":
+                        breaker.neutral()
+                        last = exc
                         break
+                    if kind == "throttle":
+                        breaker.neutral()
+                        throttle.note(exc)
+                        last = throttle.error()
+                        continue  # the next attempt waits for the cool-down (or falls through to the next provider)
                     breaker.failure()
+                    last = exc
                     if attempt == self.settings.max_retries:
                         break
                     delay = self.backoff(attempt, exc.retry_after)
@@ -135,5 +235,38 @@ class Resilience:
         except BaseException:
             await stream.aclose()  # type: ignore[attr-defined]
             raise
-        self.breakers[provider.name].success()
-        return Started(provider, first, stream, attempts)
+        if not request.stream:
+            # Nothing reaches a non-streaming client before the end: collect it all here, so a failure after
+            # the upstream's first chunk is still this attempt's and can be retried or sent to a fallback.
+            try:
+                rest = [chunk async for chunk in stream]
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+            self._healthy(provider.name)
+            return Started(provider, first, _replay(rest), attempts)
+        self._healthy(provider.name)
+        return Started(provider, first, self._watched(provider.name, stream), attempts)
+
+    def _healthy(self, name: str) -> None:
+        self.breakers[name].success()
+        self.throttles[name].success()
+
+    async def _watched(self, name: str, stream: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+        """A started stream, passed on as it is; a failure in it still tells the breaker or the throttle."""
+        try:
+            async for chunk in stream:
+                yield chunk
+        except RouterError as exc:
+            kind = classify(exc)
+            if kind == "unhealthy":
+                self.breakers[name].failure()
+            elif kind == "throttle":
+                self.throttles[name].note(exc)
+            raise
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def _replay(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in chunks:
+        yield chunk

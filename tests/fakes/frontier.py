@@ -6,6 +6,9 @@ The behaviour comes from the model name (or the `x-fake-behavior` header):
     slow                     every delta 50 ms apart
     slow_first_token         2 s before the first byte of the body
     error_400/_429/_500/_529 that error (429 with retry-after: 0.1 and retry-after-ms: 100)
+    error_401/_404/_413/_502/_503/_504   that error too (Anthropic and OpenAI error bodies, as the real APIs send)
+    …_ra_S / …_rams_MS       with `retry-after: S` (seconds) / only `retry-after-ms: MS` on the error, e.g.
+                             error_529_rams_300 (replaces error_429's default pair)
     flaky_N                  500 for the first N requests to this model, then ok
     stream_error_after_K     K deltas, then an in-band error event (overloaded)
     cut_stream               K deltas, then the connection ends without message_stop / [DONE]
@@ -104,10 +107,17 @@ async def _pre(behavior: str, state: FakeState, model: str) -> None:
         (413, "request_too_large"),
         (429, "rate_limit_error"),
         (500, "api_error"),
+        (502, "api_error"),
+        (503, "overloaded_error"),
+        (504, "timeout_error"),
         (529, "overloaded_error"),
     ):
         if f"error_{code}" in behavior:
             headers = {"retry-after": "0.1", "retry-after-ms": "100"} if code == 429 else {}
+            if m := re.search(r"_ra_(\d+(?:\.\d+)?)", behavior):
+                headers = {"retry-after": m.group(1)}
+            elif m := re.search(r"_rams_(\d+)", behavior):
+                headers = {"retry-after-ms": m.group(1)}
             raise _Fault(code, kind, f"fake {kind}", headers)
 
 

@@ -83,8 +83,7 @@ def router(fake, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _fresh(fake, router):
     fake.reset()
-    for breaker in router.app[FRONTIER].resilience.breakers.values():
-        breaker.success()
+    router.app[FRONTIER].resilience.reset()
 
 
 def oa(router) -> openai.OpenAI:
