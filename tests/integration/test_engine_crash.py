@@ -29,7 +29,7 @@ from tests.support.server import ServerThread, running
 pytestmark = pytest.mark.model
 
 STORY = "Write a long story about a lighthouse keeper and a storm."
-BACKOFF_S = 3.0  # the first restart waits this long: the window in which the local tier is observably down
+BACKOFF_S = 6.0  # the first restart waits this long: the window in which the local tier is observably down
 
 
 @pytest.fixture(scope="module")
