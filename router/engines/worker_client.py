@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
 import socket
 import sys
@@ -95,6 +96,8 @@ class WorkerClient:
                 self.settings.model_dump_json(),
                 "--log-level",
                 self._log_level,
+                "--parent",
+                str(os.getpid()),
                 pass_fds=(child.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
             )

@@ -177,13 +177,15 @@ async def _drain(writer: asyncio.StreamWriter) -> None:
         writer.close()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int | None) -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-            if os.getppid() == 1:  # the parent died before prctl took effect
-                os._exit(1)
+    # The parent died before prctl took effect (compared with the pid it gave us: in a container the server itself
+    # may be pid 1, so "reparented to 1" proves nothing).
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--settings", required=True)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--parent", type=int, default=None, help="the server's pid")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    _die_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server stops us in order
     logging.basicConfig(
         level=args.log_level.upper(),
