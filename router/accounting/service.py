@@ -134,9 +134,11 @@ class Accounting:
         request = done.request
         latency = time.monotonic() - done.started
         usage = done.usage
-        if usage is None:  # cancelled or failed mid-stream: count what was generated
+        if usage is None and done.ttft is not None:  # cancelled or failed mid-stream: count what was generated
             prompt = estimate_tokens("\n".join(m.content for m in request.messages))
             usage = Usage(prompt, estimate_tokens("".join(done.parts)))
+        elif usage is None:  # refused or failed before any model answered: nothing was served
+            usage = Usage()
         cost = local_cost = 0.0
         frontier_tokens = 0
         if done.tier == "frontier":
@@ -150,8 +152,13 @@ class Accounting:
             self.budgets.settle(done.reservation, 0.0, 0)
         if done.tier in ("local", "advisor") and not done.headers.get("x-router-cache", "miss").startswith("hit"):
             local_cost = self.pricing.local_usd(done.model, latency)
-        counterfactual = self.pricing.counterfactual_usd(usage.prompt_tokens, usage.completion_tokens)
-        saved = counterfactual - cost - local_cost
+        # Savings only for answered requests, against what was really served; a refused, failed or cancelled
+        # request books what it spent and saves nothing.
+        answered = done.status == "ok"
+        counterfactual = (
+            self.pricing.counterfactual_usd(usage.prompt_tokens, usage.completion_tokens) if answered else 0.0
+        )
+        saved = counterfactual - cost - local_cost if answered else 0.0
         h = done.headers
         m = self.metrics
         m.requests.labels(done.endpoint, done.tier, done.task or "none", done.status).inc()
