@@ -370,3 +370,213 @@ def features(str text not None):
 from router.routing.lexicon import build_table as _build_table  # noqa: E402
 
 _load_lexicon(_build_table())
+
+
+# -- learned router: hashed n-grams + linear heads -----------------------------------------------------------
+# Twin: router/_fastpath_py.py `hashed_buckets` and `LinearRouter`. A text becomes a sequence of feature hashes:
+# each word (case-folded, digits folded to 0), each pair of adjacent words, and the first 5 characters of each
+# longer word (so inflections share a feature across languages). CJK-range characters are words of their own.
+# Feature i lands in bucket (mix(h) >> (64 - bits)); a head's logit is the sum of its weights at those buckets
+# divided by sqrt(n), plus a weight per dense feature of _scan, plus a bias. Same order, same doubles as the twin.
+
+from libc.math cimport sqrt
+
+cdef uint64_t MIX = 0x9E3779B97F4A7C15ULL
+cdef uint64_t SEED_BIGRAM = 0x51ED270B3A2C1F37ULL
+cdef uint64_t SEED_PREFIX = 0x2545F4914F6CDD1DULL
+DEF PREFIX = 5
+DEF MAX_TASKS = 32
+DEF MAX_FEATURES = 4096  # a prompt's first 4096 features decide; longer texts add only length
+
+
+cdef inline unsigned int _fold(unsigned int c) noexcept nogil:
+    if 65 <= c <= 90:
+        return c + 32
+    if 48 <= c <= 57:
+        return 48
+    if c < 128:
+        return c
+    if (0xC0 <= c <= 0xDE and c != 0xD7) or (0x391 <= c <= 0x3A9) or (0x410 <= c <= 0x42F):
+        return c + 32
+    if 0x400 <= c <= 0x40F:
+        return c + 80
+    return c
+
+
+cdef inline int _hash_class(unsigned int c) noexcept nogil:
+    """0: separator, 1: part of a word, 2: a word by itself (CJK-range characters, emoji)."""
+    if c < 128:
+        return 1 if ((48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95) else 0
+    if c < 0xC0 or c == 0xD7 or c == 0xF7 or (0x2000 <= c <= 0x2BFF):
+        return 0
+    if c < 0x2E80:
+        return 1
+    if (0x3000 <= c <= 0x303F) or (0xFF00 <= c <= 0xFF20) or (0xFE30 <= c <= 0xFE4F):
+        return 0
+    return 2
+
+
+cdef struct _Hasher:
+    uint64_t h, prefix, prev
+    Py_ssize_t wlen, n, cap
+    bint has_prev
+    uint64_t* out
+
+
+cdef inline void _emit(_Hasher* s, uint64_t v) noexcept nogil:
+    if s.n < s.cap:
+        s.out[s.n] = v * MIX
+        s.n += 1
+
+
+cdef inline void _end_word(_Hasher* s) noexcept nogil:
+    if s.wlen == 0:
+        return
+    _emit(s, s.h)
+    if s.has_prev:
+        _emit(s, (s.prev * MIX) ^ s.h ^ SEED_BIGRAM)
+    if s.wlen > PREFIX:
+        _emit(s, s.prefix ^ SEED_PREFIX)
+    s.prev = s.h
+    s.has_prev = 1
+    s.wlen = 0
+    s.h = FNV_OFFSET
+
+
+cdef inline void _hash_step(_Hasher* s, unsigned int c) noexcept nogil:
+    cdef int cls = _hash_class(c)
+    if cls == 1:
+        s.h = (s.h ^ _fold(c)) * FNV_PRIME
+        s.wlen += 1
+        if s.wlen == PREFIX:
+            s.prefix = s.h
+        return
+    _end_word(s)
+    if cls == 2:
+        s.h = (s.h ^ c) * FNV_PRIME
+        s.wlen = 1
+        _end_word(s)
+
+
+cdef Py_ssize_t _hash_text(str text, uint64_t* out, Py_ssize_t cap) noexcept:
+    cdef _Hasher s
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* data = PyUnicode_DATA(text)
+    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(text)
+    s.h = FNV_OFFSET
+    s.prefix = 0
+    s.prev = 0
+    s.wlen = 0
+    s.n = 0
+    s.cap = cap
+    s.has_prev = 0
+    s.out = out
+    if kind == 1:
+        for i in range(n):
+            if s.n >= cap:
+                break
+            _hash_step(&s, (<const uint8_t*>data)[i])
+    elif kind == 2:
+        for i in range(n):
+            if s.n >= cap:
+                break
+            _hash_step(&s, (<const uint16_t*>data)[i])
+    else:
+        for i in range(n):
+            if s.n >= cap:
+                break
+            _hash_step(&s, (<const uint32_t*>data)[i])
+    _end_word(&s)
+    return s.n
+
+
+def hashed_buckets(str text not None, int bits):
+    """The buckets (0 .. 2**bits - 1) of the text's hashed features, in order: what the router's heads read."""
+    cdef uint64_t out[MAX_FEATURES]
+    cdef Py_ssize_t i, n = _hash_text(text, out, MAX_FEATURES)
+    cdef int shift = 64 - bits
+    return [<Py_ssize_t>(out[i] >> shift) for i in range(n)]
+
+
+cdef class LinearRouter:
+    """P(the local answer is not good enough) and the task, from two linear heads over the same features.
+
+    binary: bias + dense (N_FEAT) + buckets (2**bits); task: K biases + dense (N_FEAT x K) + buckets (2**task_bits x K).
+    """
+
+    cdef const float[::1] _bw
+    cdef const float[:, ::1] _tw
+    cdef double _bb
+    cdef double _bd[N_FEAT]
+    cdef double[:, ::1] _td
+    cdef double[::1] _tb
+    cdef int _bits, _task_bits, _k
+
+    def __init__(self, bias, dense, buckets, task_bias, task_dense, task_buckets):
+        cdef int i, j
+        if len(dense) != N_FEAT:
+            raise ValueError(f"expected {N_FEAT} dense weights, got {len(dense)}")
+        self._bb = bias
+        for i in range(N_FEAT):
+            self._bd[i] = dense[i]
+        self._bw = buckets
+        self._bits = _log2(buckets.shape[0])
+        self._tw = task_buckets
+        self._task_bits = _log2(task_buckets.shape[0])
+        self._k = task_buckets.shape[1]
+        if not 1 <= self._k <= MAX_TASKS:
+            raise ValueError(f"task head: 1 to {MAX_TASKS} classes, got {self._k}")
+        if len(task_bias) != self._k or len(task_dense) != N_FEAT:
+            raise ValueError("task head: expected K biases and N_FEAT x K dense weights")
+        self._tb = _doubles([task_bias[j] for j in range(self._k)])
+        self._td = _doubles([task_dense[i][j] for i in range(N_FEAT) for j in range(self._k)]).reshape(N_FEAT, self._k)
+
+    def predict(self, str text not None):
+        """(p_frontier, task index, estimated tokens)."""
+        cdef double f[N_FEAT]
+        cdef Py_ssize_t tokens, i, n
+        cdef uint64_t out[MAX_FEATURES]
+        cdef double z, norm, best_z, zt
+        cdef double zs[MAX_TASKS]
+        cdef Py_ssize_t row
+        cdef int j, best = 0
+        cdef int shift = 64 - self._bits, tshift = 64 - self._task_bits
+        _scan(text, f, &tokens)
+        n = _hash_text(text, out, MAX_FEATURES)
+        norm = sqrt(<double>(n if n > 0 else 1))
+        z = 0.0
+        for i in range(n):
+            z = z + self._bw[out[i] >> shift]
+        z = self._bb + z / norm
+        for i in range(N_FEAT):
+            z = z + self._bd[i] * f[i]
+        z = 50.0 if z > 50.0 else (-50.0 if z < -50.0 else z)
+        for j in range(self._k):
+            zs[j] = 0.0
+        for i in range(n):  # bucket-major: one cache line per feature for all K classes
+            row = <Py_ssize_t>(out[i] >> tshift)
+            for j in range(self._k):
+                zs[j] = zs[j] + self._tw[row, j]
+        best_z = -1e300
+        for j in range(self._k):
+            zt = self._tb[j] + zs[j] / norm
+            for i in range(N_FEAT):
+                zt = zt + self._td[i, j] * f[i]
+            if zt > best_z:
+                best_z = zt
+                best = j
+        return 1.0 / (1.0 + exp(-z)), best, tokens
+
+
+cdef int _log2(Py_ssize_t n) except -1:
+    cdef int bits = 0
+    while (<Py_ssize_t>1 << bits) < n:
+        bits += 1
+    if (<Py_ssize_t>1 << bits) != n or bits < 1 or bits > 30:
+        raise ValueError(f"a bucket table must have a power-of-two size, got {n}")
+    return bits
+
+
+def _doubles(values):
+    import numpy
+    return numpy.ascontiguousarray(values, dtype=numpy.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from router.routing.lexicon import (
     CODE,
@@ -193,3 +194,144 @@ class Scorer:
 def features(text: str) -> tuple[tuple[float, ...], int, int]:
     f, task, tokens = _scan(text)
     return tuple(f), task, tokens
+
+
+# -- learned router (twin of the compiled one: same hashes, same sums in the same order) -----------------------
+
+MIX = 0x9E3779B97F4A7C15
+SEED_BIGRAM = 0x51ED270B3A2C1F37
+SEED_PREFIX = 0x2545F4914F6CDD1D
+PREFIX = 5
+MAX_FEATURES = 4096
+MAX_TASKS = 32
+
+
+def _fold(c: int) -> int:
+    if 65 <= c <= 90:
+        return c + 32
+    if 48 <= c <= 57:
+        return 48
+    if c < 128:
+        return c
+    if (0xC0 <= c <= 0xDE and c != 0xD7) or 0x391 <= c <= 0x3A9 or 0x410 <= c <= 0x42F:
+        return c + 32
+    if 0x400 <= c <= 0x40F:
+        return c + 80
+    return c
+
+
+def _hash_class(c: int) -> int:
+    if c < 128:
+        return 1 if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 95) else 0
+    if c < 0xC0 or c in (0xD7, 0xF7) or 0x2000 <= c <= 0x2BFF:
+        return 0
+    if c < 0x2E80:
+        return 1
+    if 0x3000 <= c <= 0x303F or 0xFF00 <= c <= 0xFF20 or 0xFE30 <= c <= 0xFE4F:
+        return 0
+    return 2
+
+
+def _hash_text(text: str) -> list[int]:
+    out: list[int] = []
+    h, prefix, prev, wlen, has_prev = FNV_OFFSET, 0, 0, 0, False
+
+    def emit(v: int) -> None:
+        if len(out) < MAX_FEATURES:
+            out.append((v * MIX) & MASK64)
+
+    def end_word() -> None:
+        nonlocal h, prev, wlen, has_prev
+        if wlen == 0:
+            return
+        emit(h)
+        if has_prev:
+            emit(((prev * MIX) & MASK64) ^ h ^ SEED_BIGRAM)
+        if wlen > PREFIX:
+            emit(prefix ^ SEED_PREFIX)
+        prev, has_prev, wlen, h = h, True, 0, FNV_OFFSET
+
+    for ch in text:
+        if len(out) >= MAX_FEATURES:
+            break
+        c = ord(ch)
+        cls = _hash_class(c)
+        if cls == 1:
+            h = ((h ^ _fold(c)) * FNV_PRIME) & MASK64
+            wlen += 1
+            if wlen == PREFIX:
+                prefix = h
+            continue
+        end_word()
+        if cls == 2:
+            h = ((h ^ c) * FNV_PRIME) & MASK64
+            wlen = 1
+            end_word()
+    end_word()
+    return out
+
+
+def hashed_buckets(text: str, bits: int) -> list[int]:
+    shift = 64 - bits
+    return [v >> shift for v in _hash_text(text)]
+
+
+def _log2(n: int) -> int:
+    bits = max(n - 1, 0).bit_length()
+    if (1 << bits) != n or not 1 <= bits <= 30:
+        raise ValueError(f"a bucket table must have a power-of-two size, got {n}")
+    return bits
+
+
+class LinearRouter:
+    def __init__(
+        self,
+        bias: float,
+        dense: Sequence[float],
+        buckets: Sequence[float],
+        task_bias: Sequence[float],
+        task_dense: Sequence[Sequence[float]],
+        task_buckets: Sequence[Sequence[float]],
+    ) -> None:
+        if len(dense) != len(FEATURES):
+            raise ValueError(f"expected {len(FEATURES)} dense weights, got {len(dense)}")
+        self._bb = float(bias)
+        self._bd = [float(v) for v in dense]
+        self._bits = _log2(len(buckets))
+        self._bw = [float(v) for v in buckets]
+        self._task_bits = _log2(len(task_buckets))
+        self._k = len(task_buckets[0])
+        if not 1 <= self._k <= MAX_TASKS:
+            raise ValueError(f"task head: 1 to {MAX_TASKS} classes, got {self._k}")
+        if len(task_bias) != self._k or len(task_dense) != len(FEATURES):
+            raise ValueError("task head: expected K biases and N_FEAT x K dense weights")
+        self._tw = [[float(v) for v in row] for row in task_buckets]
+        self._tb = [float(v) for v in task_bias]
+        self._td = [[float(v) for v in row] for row in task_dense]
+
+    def predict(self, text: str) -> tuple[float, int, int]:
+        f, _, tokens = _scan(text)
+        hashes = _hash_text(text)
+        n = len(hashes)
+        norm = math.sqrt(float(n if n > 0 else 1))
+        shift, tshift = 64 - self._bits, 64 - self._task_bits
+        z = 0.0
+        for v in hashes:
+            z = z + self._bw[v >> shift]
+        z = self._bb + z / norm
+        for i in range(len(f)):
+            z = z + self._bd[i] * f[i]
+        z = min(max(z, -50.0), 50.0)
+        zs = [0.0] * self._k
+        for v in hashes:
+            row = self._tw[v >> tshift]
+            for j in range(self._k):
+                zs[j] = zs[j] + row[j]
+        best, best_z = 0, -1e300
+        for j in range(self._k):
+            zt = self._tb[j] + zs[j] / norm
+            for i in range(len(f)):
+                zt = zt + self._td[i][j] * f[i]
+            if zt > best_z:
+                best_z, best = zt, j
+        return 1.0 / (1.0 + math.exp(-z)), best, tokens

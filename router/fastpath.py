@@ -8,17 +8,24 @@ from __future__ import annotations
 import os
 
 if os.environ.get("ROUTER_NO_EXTENSIONS") == "1":
-    from router._fastpath_py import Scorer, estimate_tokens, features, fnv1a_64
+    from router._fastpath_py import LinearRouter, Scorer, estimate_tokens, features, fnv1a_64, hashed_buckets
 
     COMPILED = False
 else:
     try:
-        from router._fastpath import Scorer, estimate_tokens, features, fnv1a_64  # type: ignore[no-redef]
+        from router._fastpath import (  # type: ignore[no-redef]
+            LinearRouter,
+            Scorer,
+            estimate_tokens,
+            features,
+            fnv1a_64,
+            hashed_buckets,
+        )
 
         COMPILED = True
     except ImportError:
-        from router._fastpath_py import Scorer, estimate_tokens, features, fnv1a_64
+        from router._fastpath_py import LinearRouter, Scorer, estimate_tokens, features, fnv1a_64, hashed_buckets
 
         COMPILED = False
 
-__all__ = ["COMPILED", "Scorer", "estimate_tokens", "features", "fnv1a_64"]
+__all__ = ["COMPILED", "LinearRouter", "Scorer", "estimate_tokens", "features", "fnv1a_64", "hashed_buckets"]
