@@ -189,8 +189,7 @@ async def route(request: web.Request) -> web.Response:
     chat = parse_chat_request(body, request.headers)
     policy = request.app[POLICY]
     decision = policy.decide(chat)
-    text = "\n".join(m.content for m in chat.messages)
-    payload = {**decision.as_dict(), "features": policy.scorer.explain(text)}
+    payload = {**decision.as_dict(), "features": policy.explain(chat)}
     return web.Response(body=orjson.dumps(payload), content_type=JSON, headers=decision.headers())
 
 

@@ -107,8 +107,7 @@ def _route(args: argparse.Namespace, settings: Settings) -> int:
     except RouterError as exc:
         print(f"hybrid-router route: {exc.message}", file=sys.stderr)
         return 2
-    text = "\n".join(m.content for m in request.messages)
-    out = {**decision.as_dict(), "features": policy.scorer.explain(text)}
+    out = {**decision.as_dict(), "features": policy.explain(request)}
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0
 

@@ -146,11 +146,13 @@ class EscalationSettings(_Strict):
     schema_retries: int = Field(1, ge=0, description="Local retries of output that fails its JSON schema.")
     on_error: bool = Field(True, description="Escalate when the local engine errors or times out.")
     local_timeout_s: float = Field(30.0, gt=0, description="A local answer slower than this counts as an error.")
-    streaming: Literal["buffer", "passthrough"] = Field(
-        "buffer",
-        description="Streaming `auto` requests: buffer the local answer to judge it before the first byte "
-        "(TTFT = local generation time), or stream it at once (then only errors escalate).",
+    streaming: Literal["prefix", "buffer", "passthrough"] = Field(
+        "prefix",
+        description="Streaming `auto` requests served locally: judge the first `prefix_tokens` tokens, then stream "
+        "(prefix); judge the whole answer before the first byte (buffer: TTFT = generation time); or stream at "
+        "once (passthrough: only errors escalate). Requests with a response_format are always buffered.",
     )
+    prefix_tokens: int = Field(16, ge=1, le=512, description="streaming: prefix judges this many first tokens.")
 
 
 class AdvisorSettings(_Strict):
@@ -259,16 +261,17 @@ FRONTIER_TASK_NAMES = ["planning", "synthesis", "code", "writing", "reasoning", 
 
 
 def _default_rules() -> list[RuleSettings]:
+    # Explicit signals first (the client's task hint, tools, a quality ask, a context the local model cannot
+    # read), then the learned decision; a request none of them claims goes to routing.default_tier.
     return [
         RuleSettings(name="tools", when={"has_tools": True}, tier="frontier"),
-        RuleSettings(
-            name="local-tasks",
-            when={"task": LOCAL_TASK_NAMES, "context_tokens": {"lte": 8000}, "quality": {"ne": "high"}},
-            tier="local",
-        ),
         RuleSettings(name="high-quality", when={"quality": "high"}, tier="frontier"),
-        RuleSettings(name="frontier-tasks", when={"task": FRONTIER_TASK_NAMES}, tier="frontier"),
-        RuleSettings(name="complex", when={"score": {"gte": 0.6}}, tier="frontier"),
+        RuleSettings(name="long-context", when={"context_tokens": {"gt": 8000}}, tier="frontier"),
+        RuleSettings(name="local-task-hint", when={"task_source": "explicit", "task": LOCAL_TASK_NAMES}, tier="local"),
+        RuleSettings(
+            name="frontier-task-hint", when={"task_source": "explicit", "task": FRONTIER_TASK_NAMES}, tier="frontier"
+        ),
+        RuleSettings(name="learned", when={"learned": "frontier"}, tier="frontier"),
     ]
 
 
@@ -277,16 +280,18 @@ class RoutingSettings(_Strict):
     on_frontier_unavailable: Literal["local", "error"] = Field(
         "local", description="A frontier decision with no frontier configured: serve locally, or 503."
     )
-    weights_file: str | None = Field(None, description="Scorer weights from `hybrid-router calibrate`.")
-    weights: dict[str, Any] | None = Field(None, description="Inline weights: {bias: b, weights: {feature: w}}.")
+    model_file: str | None = Field(
+        None, description="The learned router's model (.npz from `python -m router.routing.train`); None: shipped."
+    )
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="P(frontier) at or above which `learned` is frontier; None: the model's."
+    )
     rules: list[RuleSettings] = Field(default_factory=_default_rules, description="Evaluated in order.")
 
     @model_validator(mode="after")
-    def _weights(self) -> RoutingSettings:
-        from router.routing.scoring import Weights
-
-        if self.weights is not None:
-            Weights.from_mapping(self.weights, "routing.weights")
+    def _check(self) -> RoutingSettings:
+        if self.model_file is not None and not Path(self.model_file).is_file():
+            raise ValueError(f"routing.model_file: no such file {self.model_file}")
         names = [r.name for r in self.rules]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

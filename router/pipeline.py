@@ -127,6 +127,8 @@ class Pipeline:
             raise InvalidRequest("top_logprobs is not supported by local models", param="top_logprobs")
         headers = decision.headers()
         may_escalate = self._may_escalate(decision)
+        if may_escalate and request.stream and self.escalation.streaming == "prefix" and not _needs_whole(request):
+            return await self._local_prefix(request, decision, model, headers)
         if not may_escalate or (request.stream and self.escalation.streaming == "passthrough"):
             try:
                 engine = self.registry.get(model)
@@ -155,6 +157,51 @@ class Pipeline:
         if not request.sampling.logprobs:
             answer.logprobs = answer.logprob_texts = None
         return replayed(model, decision, answer, headers)
+
+    async def _local_prefix(
+        self, request: ChatRequest, decision: Decision, model: str, headers: dict[str, str]
+    ) -> Outcome:
+        """Stream a routed local answer after judging only its first tokens: low time to first token, and a
+        shaky start is still replaced by the frontier before anything reaches the client."""
+        try:
+            engine = self.registry.get(model)
+            judged = engine.capabilities.logprobs and not request.sampling.logprobs
+            local = replace(request, sampling=replace(request.sampling, logprobs=True)) if judged else request
+            stream = engine.generate(local)
+        except RouterError as exc:
+            if self._escalates_on(exc):
+                return await self._escalate(request, decision, "error", None)
+            raise
+        held: list[Chunk] = []
+        try:
+            async with asyncio.timeout(self.escalation.local_timeout_s):
+                async for chunk in stream:
+                    held.append(chunk)
+                    if chunk.finish_reason is not None or len(held) >= self.escalation.prefix_tokens:
+                        break
+        except (RouterError, TimeoutError) as exc:
+            await stream.aclose()  # type: ignore[attr-defined]
+            if isinstance(exc, RouterError) and not self._escalates_on(exc):
+                raise
+            if isinstance(exc, TimeoutError) and not self.escalation.on_error:
+                raise Timeout("the local model did not answer in time") from None
+            return await self._escalate(request, decision, "error", None)
+        except BaseException:
+            await stream.aclose()  # type: ignore[attr-defined]
+            raise
+        logprobs = [c.logprob for c in held if c.logprob is not None]
+        if logprobs and escalation.low_confidence(Completion("", "stop", Usage(), logprobs), self.escalation):
+            try:
+                outcome = await self._escalate(request, decision, "confidence", None)
+            except RouterError:
+                # The frontier is down too: the local answer we have started beats an error.
+                headers = {**headers, "x-router-escalated": "confidence", "x-router-fallback": "local"}
+                return Outcome(model, decision, *_resume(held, stream, judged), headers)
+            await stream.aclose()  # type: ignore[attr-defined]
+            return outcome
+        if not held:
+            held.append(Chunk(finish_reason="stop"))
+        return Outcome(model, decision, *_resume(held, stream, judged), headers)
 
     def _local_down(self, request: ChatRequest, decision: Decision) -> bool:
         model = decision.model or self.policy.local_default
@@ -314,3 +361,25 @@ async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Ch
     yield first
     async for chunk in rest:
         yield chunk
+
+
+def _needs_whole(request: ChatRequest) -> bool:
+    """A schema can only be checked on the whole answer: such streams are still buffered."""
+    return request.response_format.type != "text"
+
+
+def _resume(held: list[Chunk], rest: AsyncIterator[Chunk], strip: bool) -> tuple[Chunk, AsyncIterator[Chunk]]:
+    """The held prefix, then the rest of the live stream (logprobs the client did not ask for removed)."""
+
+    async def chained() -> AsyncIterator[Chunk]:
+        for chunk in held[1:]:
+            yield _stripped(chunk) if strip else chunk
+        async for chunk in rest:
+            yield _stripped(chunk) if strip else chunk
+
+    return (_stripped(held[0]) if strip else held[0]), chained()
+
+
+def _stripped(chunk: Chunk) -> Chunk:
+    chunk.logprob = None
+    return chunk

@@ -1,15 +1,25 @@
-"""The routing decision: model alias → (task, score, features) → first matching rule → Decision."""
+"""The routing decision: model alias → learned prediction on the user's turn → first matching rule → Decision.
+
+The learned router (router/routing/learned.py) reads the user's latest turn, not the system prompt or the whole
+conversation: a long fixed system prompt must not steer every turn. A short follow-up ("and in French?") is read
+together with the user turn before it. Rules from the config sit on top, for operator overrides; the shipped
+defaults let explicit task hints, tools and long contexts decide, then the learned decision.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from router import fastpath
 from router.config import Settings
 from router.errors import NotFound, Unavailable
+from router.routing import learned
+from router.routing.lexicon import FEATURES
 from router.routing.rules import RouteFeatures, compile_when, matches
-from router.routing.scoring import ComplexityScorer, Weights
 from router.routing.taxonomy import Task
 from router.types import ChatRequest
+
+SHORT_TURN_TOKENS = 12  # a user turn shorter than this is read with the user turn before it
 
 ALIASES = ("auto", "local", "frontier")
 
@@ -21,9 +31,10 @@ class Decision:
     rule: str  # what decided: a rule name, "default", "alias:local", "explicit-model"
     task: str
     task_source: str  # explicit | endpoint | inferred
-    score: float
+    score: float  # the learned P(the local answer is not good enough)
     context_tokens: int
     reason: str | None = None  # set when the decision was changed, e.g. "frontier-unavailable"
+    threshold: float = 0.5  # the learned decision's threshold: score >= threshold means frontier
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -46,6 +57,7 @@ class Decision:
             "task_source": self.task_source,
             "score": round(self.score, 6),
             "context_tokens": self.context_tokens,
+            "threshold": self.threshold,
             "reason": self.reason,
         }
 
@@ -53,12 +65,8 @@ class Decision:
 class RoutingPolicy:
     def __init__(self, settings: Settings, frontier_models: tuple[str, ...] = ()) -> None:
         routing = settings.routing
-        weights = Weights.default()
-        if routing.weights_file:
-            weights = Weights.load(routing.weights_file)
-        if routing.weights is not None:
-            weights = Weights.from_mapping(routing.weights, "routing.weights")
-        self.scorer = ComplexityScorer(weights)
+        self.model = learned.shared(routing.model_file or str(learned.DEFAULT_MODEL))
+        self.threshold = routing.threshold if routing.threshold is not None else self.model.default_threshold
         self.rules = tuple((r.name, compile_when(r.when), r.tier, r.model) for r in routing.rules)
         self.default_tier = routing.default_tier
         self.on_frontier_unavailable = routing.on_frontier_unavailable
@@ -79,22 +87,22 @@ class RoutingPolicy:
                 param="model",
                 code="model_not_found",
             )
-        text = "\n".join(m.content for m in request.messages)
-        scored = self.scorer.score(text)
-        task, source = (request.task, "explicit") if request.task else (scored.task.value, "inferred")
+        predicted = self.model.predict(scored_text(request))
+        tokens = context_tokens(request)
+        task, source = (request.task, "explicit") if request.task else (predicted.task.value, "inferred")
+        score, t = predicted.p_frontier, self.threshold
         if model in self.local_models:
-            return Decision("local", model, "explicit-model", task, source, scored.score, scored.tokens)
+            return Decision("local", model, "explicit-model", task, source, score, tokens, threshold=t)
         if model in self.frontier_models:
-            return self._available(
-                Decision("frontier", model, "explicit-model", task, source, scored.score, scored.tokens)
-            )
+            return self._available(Decision("frontier", model, "explicit-model", task, source, score, tokens, None, t))
         if model != "auto":
-            decision = Decision(model, None, f"alias:{model}", task, source, scored.score, scored.tokens)
-            return self._available(decision)
+            return self._available(Decision(model, None, f"alias:{model}", task, source, score, tokens, None, t))
         features = RouteFeatures(
             task=task,
-            context_tokens=scored.tokens,
-            score=scored.score,
+            task_source=source,
+            learned="frontier" if score >= t else "local",
+            context_tokens=tokens,
+            score=score,
             quality=request.quality,
             tenant=request.tenant,
             has_tools=request.has_tools,
@@ -107,7 +115,17 @@ class RoutingPolicy:
             if matches(tests, features):
                 tier, target, rule = rule_tier, rule_model, name
                 break
-        return self._available(Decision(tier, target, rule, task, source, scored.score, scored.tokens))
+        return self._available(Decision(tier, target, rule, task, source, score, tokens, None, t))
+
+    def explain(self, request: ChatRequest) -> dict[str, object]:
+        """What the decision read: the scored text's size and the dense features (for dry runs)."""
+        text = scored_text(request)
+        values, _, _ = fastpath.features(text)
+        return {
+            "scored_chars": len(text),
+            "model": self.model.version,
+            "dense": dict(zip(FEATURES, values, strict=True)),
+        }
 
     def _available(self, decision: Decision) -> Decision:
         """Fill in the serving model; apply on_frontier_unavailable when the frontier tier has nothing."""
@@ -135,3 +153,21 @@ def task_hint(value: str | None, param: str) -> str | None:
     if value not in Task._value2member_map_:
         raise InvalidRequest(f"{param} must be one of {', '.join(t.value for t in Task)}; got {value!r}", param=param)
     return value
+
+
+def scored_text(request: ChatRequest) -> str:
+    """The user's latest turn, with the user turn before it when the latest is short; never the system prompt."""
+    turns = [m.content for m in request.messages if m.role == "user" and m.content]
+    if not turns:  # e.g. only a system prompt, or only tool results: read what there is
+        return "\n".join(m.content for m in request.messages if m.role != "system") or "\n".join(
+            m.content for m in request.messages
+        )
+    latest = turns[-1]
+    if len(turns) > 1 and fastpath.estimate_tokens(latest) < SHORT_TURN_TOKENS:
+        return f"{turns[-2]}\n{latest}"
+    return latest
+
+
+def context_tokens(request: ChatRequest) -> int:
+    """Estimated tokens of the whole conversation (what the serving model must read)."""
+    return sum(fastpath.estimate_tokens(m.content) for m in request.messages)

@@ -27,8 +27,10 @@ class RouteFeatures:
     """What rules can test, for one request."""
 
     task: str
+    task_source: str  # explicit (the client named it) | inferred (the learned task head)
+    learned: str  # the learned decision at the configured threshold: local | frontier
     context_tokens: int
-    score: float
+    score: float  # the learned P(frontier)
     quality: str
     tenant: str
     has_tools: bool
@@ -40,6 +42,8 @@ class RouteFeatures:
 # field → (kind, allowed values or None)
 FIELDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "task": ("enum", tuple(t.value for t in Task)),
+    "task_source": ("enum", ("explicit", "inferred")),
+    "learned": ("enum", ("local", "frontier")),
     "context_tokens": ("int", None),
     "score": ("float", None),
     "quality": ("enum", QUALITIES),
