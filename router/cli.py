@@ -37,10 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     route.add_argument("--model", default="auto", help="model or alias (default: auto)")
     route.add_argument("--task", help="task hint, as metadata.task")
     route.add_argument("--quality", help="quality hint: low | standard | high")
-    calibrate = sub.add_parser("calibrate", help="fit the complexity scorer's weights from labelled requests")
-    calibrate.add_argument("--data", required=True, help='JSON lines: {"prompt"|"messages", "label": local|frontier}')
-    calibrate.add_argument("--out", default="weights.json", help="weights file to write (default weights.json)")
-    calibrate.add_argument("--l2", type=float, default=0.1, help="L2 regularisation strength (default 0.1)")
+    calibrate = sub.add_parser("calibrate", help="pick the learned router's threshold for a target on your traffic")
+    source = calibrate.add_mutually_exclusive_group()
+    source.add_argument("--data", help='JSON lines: {"prompt"} or {"messages"}, optional "label": local|frontier')
+    source.add_argument("--ledger", help="the ledger (default: accounting.ledger_path of --config)")
+    calibrate.add_argument("--config", help="YAML configuration file (model, prices, ledger)")
+    target = calibrate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--frontier-share", type=float, help="at most this fraction of requests to the frontier")
+    target.add_argument("--max-cost-per-1k", type=float, help="estimated frontier USD per 1,000 requests, at most")
+    target.add_argument("--min-recall", type=float, help="labelled data: frontier-labelled share kept on frontier")
+    calibrate.add_argument(
+        "--completion-tokens", type=int, default=400, help="--data: assumed answer length for costs (default 400)"
+    )
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     add = keys_sub.add_parser("add", help="create a key for a tenant; the key is printed once")
@@ -113,29 +121,28 @@ def _route(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import orjson
 
-    from router.routing.calibrate import CalibrationError, fit, load_rows
+    from router.routing import learned
+    from router.routing.calibrate import CalibrationError, calibrate, sample_from_jsonl, sample_from_ledger
 
     try:
-        x, y = load_rows(args.data)
-    except (OSError, CalibrationError) as exc:
+        settings = load_settings(args.config) if args.config else Settings()
+        model = learned.shared(settings.routing.model_file or str(learned.DEFAULT_MODEL))
+        acc = settings.accounting
+        if args.data:
+            sample = sample_from_jsonl(
+                args.data, model, acc.reference_input_per_mtok, acc.reference_output_per_mtok, args.completion_tokens
+            )
+        elif args.ledger or acc.ledger_path:
+            sample = sample_from_ledger(args.ledger or acc.ledger_path)
+        else:
+            raise CalibrationError("give --data, --ledger, or a --config with accounting.ledger_path")
+        result = calibrate(sample, args.frontier_share, args.max_cost_per_1k, args.min_recall)
+    except (OSError, ConfigError, CalibrationError, ValueError) as exc:
         print(f"hybrid-router calibrate: {exc}", file=sys.stderr)
         return 2
-    result = fit(x, y, l2=args.l2)
-    meta = {
-        "rows": result.rows,
-        "accuracy_before": result.accuracy_before,
-        "accuracy_after": result.accuracy_after,
-        "log_loss_before": result.log_loss_before,
-        "log_loss_after": result.log_loss_after,
-        "data": str(args.data),
-    }
-    Path(args.out).write_bytes(result.weights.to_json(**meta))
-    print(
-        f"fitted {result.rows} rows: accuracy {result.accuracy_before:.3f} -> {result.accuracy_after:.3f}, "
-        f"log loss {result.log_loss_before:.3f} -> {result.log_loss_after:.3f}; wrote {args.out}"
-    )
+    print(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
     return 0
 
 

@@ -42,6 +42,8 @@ class Entry:
     saved_usd: float = 0.0
     advisor_frontier_tokens: int = 0
     advisor_from_scratch_tokens: int = 0
+    route_score: float = -1.0  # the learned router's P(frontier) for this request (-1: no routing decision)
+    route_rule: str = ""  # the rule that decided
 
 
 COLUMNS = [f.name for f in fields(Entry)]
@@ -71,6 +73,7 @@ class Ledger:
     def start(self) -> None:
         conn = self._connect()
         conn.execute(_SCHEMA)
+        _add_new_columns(conn)
         conn.execute("CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts)")
         conn.execute("CREATE INDEX IF NOT EXISTS requests_tenant_ts ON requests(tenant, ts)")
         conn.execute("DELETE FROM requests WHERE ts < ?", (time.time() - self.retention_s,))
@@ -194,3 +197,12 @@ class Ledger:
             )
         finally:
             conn.close()
+
+
+def _add_new_columns(conn: sqlite3.Connection) -> None:
+    """A ledger written by an older version gains the columns added since (with their defaults)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+    for f in fields(Entry):
+        if f.name not in have:
+            default = f.default if isinstance(f.default, int | float) else f"'{f.default}'"
+            conn.execute(f"ALTER TABLE requests ADD COLUMN {f.name} {_TYPES[str(f.type)]} DEFAULT {default}")

@@ -209,6 +209,8 @@ class Accounting:
                     saved_usd=saved,
                     advisor_frontier_tokens=int(h.get("x-router-frontier-tokens", 0)),
                     advisor_from_scratch_tokens=int(h.get("x-router-frontier-tokens-from-scratch", 0)),
+                    route_score=float(h.get("x-router-score", -1.0)),
+                    route_rule=h.get("x-router-rule", ""),
                 )
             )
         return summary
