@@ -1,0 +1,629 @@
+"""Rebuild the routing data set (train / heldout / report_*) from public GitHub repos fetched as bare mirrors.
+
+Every record is one user prompt with the label the router should give it:
+  local    = a narrow, checkable task over a given input (classify, extract, summarise, short rewrite);
+  frontier = multi-step reasoning, code, open-ended writing, planning, open knowledge questions.
+See benchmarks/ROUTING_DATA_CARD.md for sources, licences and the labelling rules.
+
+    python benchmarks/routing_data.py [--mirrors /work/.mirror] [--out /work/shared/routing] [--seed 14]
+
+Deterministic: every source samples with its own RNG seeded from (--seed, source name), files are read at a
+pinned commit, and train/heldout is decided by a hash of the source group (T0 dataset family, template, task),
+so held-out groups are never seen in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import hashlib
+import io
+import json
+import random
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+
+HELDOUT_PERCENT = 15
+SOURCE_CAP = 3000
+
+
+@dataclass(frozen=True)
+class Repo:
+    name: str  # owner/name on GitHub
+    commit: str  # pinned: the data is read at exactly this commit
+    licence: str
+
+
+REPOS: dict[str, Repo] = {
+    r.name: r
+    for r in (
+        Repo("yizhongw/self-instruct", "0b26ccaa415992100fa32df62d41b994cf928e23", "Apache-2.0"),
+        Repo("openai/grade-school-math", "3101c7d5072418e28b9008a6636bde82a006892c", "MIT"),
+        Repo("teknium1/GPTeacher", "481075123c29854bddb82655badeef6a438f2436", "MIT"),
+        Repo("clinc/oos-eval", "828f8093932c8fe6ca7936c3d2e52903b1c523de", "CC-BY-3.0"),
+        Repo("mainlp/xsid", "761d926c3f2e9f6bea13192d2f39cec1d04d9777", "CC-BY-SA-4.0"),
+        Repo("google-research/url-nlp", "452a21ad3dae5668c06ceeac21ff073e1e40f9be", "CC-BY-4.0"),
+        Repo("LianjiaTech/BELLE", "645084d36454cdeb4e7f1ce9b2f3426bac39f1f9", "ODC-By (data); Apache-2.0 (code)"),
+        Repo("lm-sys/arena-hard-auto", "efc012e192b88024a5203f5a28ec8fc0342946df", "Apache-2.0"),
+        Repo("lm-sys/FastChat", "0e6d3e4beaab66f4d3f93db72541a4abab8af28d", "Apache-2.0"),
+        Repo("PolyAI-LDN/task-specific-datasets", "57ec275d8078af65b7731c2a98be812d844a6d6b", "CC-BY-4.0"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    prompt: str
+    label: str  # "local" | "frontier"
+    task: str
+    source: str  # repo:path#template-or-category
+    licence: str
+    lang: str
+    group: str  # the unit of the train/heldout split
+
+
+TASKS = frozenset(
+    "classification extraction summarization reranking planning synthesis code writing reasoning validation general".split()
+)
+
+
+class Mirrors:
+    """Reads files from bare git mirrors at the pinned commit (no work tree needed)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def text(self, repo: str, path: str) -> str:
+        pinned = REPOS[repo]
+        git_dir = self.root / repo.replace("/", "+") / "repo"
+        out = subprocess.run(
+            ["git", "-C", str(git_dir), "show", f"{pinned.commit}:{path}"], capture_output=True, check=False
+        )
+        if out.returncode != 0:
+            raise SystemExit(f"cannot read {repo}@{pinned.commit[:10]}:{path}: {out.stderr.decode().strip()}")
+        return out.stdout.decode("utf-8")
+
+    def listdir(self, repo: str, folder: str) -> list[str]:
+        pinned = REPOS[repo]
+        git_dir = self.root / repo.replace("/", "+") / "repo"
+        out = subprocess.run(
+            ["git", "-C", str(git_dir), "ls-tree", "--name-only", f"{pinned.commit}:{folder}"],
+            capture_output=True,
+            check=True,
+        )
+        return sorted(out.stdout.decode().split())
+
+    def jsonl(self, repo: str, path: str) -> list[dict]:
+        return [orjson.loads(line) for line in self.text(repo, path).splitlines() if line.strip()]
+
+
+def rng_for(seed: int, name: str) -> random.Random:
+    """One RNG per source, so adding or changing a source never reshuffles the others."""
+    return random.Random(int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:16], 16))
+
+
+def sample(rows: list, k: int, rng: random.Random) -> list:
+    return list(rows) if len(rows) <= k else rng.sample(rows, k)
+
+
+def make(
+    prompt: str, label: str, task: str, repo: str, path: str, tag: str, lang: str, group: str, key: str
+) -> Record:
+    assert label in ("local", "frontier") and task in TASKS, (label, task)
+    source = f"{repo}:{path}#{tag}"
+    rid = hashlib.sha256(f"{source}|{key}|{prompt}".encode()).hexdigest()[:16]
+    return Record(rid, prompt.strip(), label, task, source, REPOS[repo].licence, lang, group)
+
+
+def join_instruction(instruction: str, given: str, rng: random.Random) -> str:
+    """Instruction + its input the way people paste them; the separator varies so it is not a label cue."""
+    if not given.strip():
+        return instruction.strip()
+    sep = rng.choice(["\n\n", "\n", " ", "\n\n", ":\n"])
+    head = instruction.strip().rstrip(":") if sep == ":\n" else instruction.strip()
+    return f"{head}{sep}{given.strip()}"
+
+
+# ---------------------------------------------------------------------------------------------- T0 / P3 (local)
+
+T0_REPO = "yizhongw/self-instruct"
+T0_DIR = "data/finetuning/t0_train_50k/data_per_template"
+T0_PER_TEMPLATE = 30
+
+# Dataset family (file-name prefix) -> default (label, task). The family is the split group.
+T0_FAMILIES: dict[str, tuple[str, str]] = {
+    "adversarial_qa": ("local", "extraction"),
+    "ag_news": ("local", "classification"),
+    "amazon_polarity": ("local", "classification"),
+    "app_reviews": ("local", "classification"),
+    "cnn_dailymail": ("local", "summarization"),
+    "common_gen": ("local", "writing"),
+    "commonsense_qa": ("local", "classification"),
+    "cosmos_qa": ("local", "classification"),
+    "dbpedia_14": ("local", "classification"),
+    "dream": ("local", "classification"),
+    "duorc": ("local", "extraction"),
+    "gigaword": ("local", "summarization"),
+    "glue_mrpc": ("local", "classification"),
+    "glue_qqp": ("local", "classification"),
+    "imdb": ("local", "classification"),
+    "kilt_tasks_hotpotqa": ("frontier", "general"),
+    "multi_news": ("local", "summarization"),
+    "paws_labeled_final": ("local", "classification"),
+    "qasc": ("local", "classification"),
+    "quarel": ("local", "classification"),
+    "quartz": ("local", "classification"),
+    "quoref": ("local", "extraction"),
+    "ropes": ("local", "extraction"),
+    "rotten_tomatoes": ("local", "classification"),
+    "samsum": ("local", "summarization"),
+    "sciq": ("local", "classification"),
+    "social_i_qa": ("local", "classification"),
+    "trec": ("local", "classification"),
+    "wiki_bio": ("local", "extraction"),
+    "wiki_hop": ("local", "extraction"),
+    "wiki_qa": ("local", "classification"),
+    "wiqa": ("local", "classification"),
+    "xsum": ("local", "summarization"),
+    "yelp_review_full": ("local", "classification"),
+}
+
+# Templates whose task differs from their family's default (first match wins).
+T0_OVERRIDES: list[tuple[str, str, str]] = [
+    # Open-ended generation of a whole story / article / dialogue: frontier writing.
+    (r"cnn_dailymail_3_0_0_(generate_story|spice_up_story)", "frontier", "writing"),
+    (r"gigaword_write_an_article|multi_news_expand_reverse_task_", "frontier", "writing"),
+    (r"duorc_.*_build_story_around_qa|samsum_Write_a_dialogue", "frontier", "writing"),
+    # Closed-book questions (no given text to work on): open knowledge, frontier.
+    (r"commonsense_qa_answer_given_question_without_options|sciq_Direct_Question_Closed_Book_", "frontier", "general"),
+    # Short, constrained generation over a given input: still local.
+    (r"_generate_question|Generate_the_question_from_the_answer|_title_generation|Guess_Title", "local", "writing"),
+    (r"gigaword_(reverse_writing|write_its_sentence)|glue_mrpc_generate_(paraphrase|sentence)", "local", "writing"),
+    (r"cnn_dailymail_3_0_0_write_an_outline", "local", "summarization"),
+    (r"dream_generate_(first|last)_utterance|app_reviews_generate_review", "local", "writing"),
+    (r"sciq_Direct_Question$|cosmos_qa_.*_text$|duorc_.*_decide_worth_it", "local", "extraction"),
+]
+
+
+def t0_family(template: str) -> str:
+    for family in sorted(T0_FAMILIES, key=len, reverse=True):
+        if template.startswith(family):
+            return family
+    raise SystemExit(f"unknown T0 template family: {template} (add it to T0_FAMILIES)")
+
+
+def t0_label(template: str) -> tuple[str, str]:
+    for pattern, label, task in T0_OVERRIDES:
+        if re.search(pattern, template):
+            return label, task
+    return T0_FAMILIES[t0_family(template)]
+
+
+def t0_records(m: Mirrors, seed: int) -> Iterator[Record]:
+    for name in m.listdir(T0_REPO, T0_DIR):
+        template = name.removesuffix(".jsonl")
+        rows = [r for r in m.jsonl(T0_REPO, f"{T0_DIR}/{name}") if r.get("prompt", "").strip()]
+        label, task = t0_label(template)
+        family = t0_family(template)
+        for i, row in enumerate(sample(rows, T0_PER_TEMPLATE, rng_for(seed, template))):
+            yield make(row["prompt"], label, task, T0_REPO, f"{T0_DIR}/{name}", template, "en", f"t0:{family}", str(i))
+
+
+# ------------------------------------------------------------------------------------- frontier instruction sets
+
+
+def gsm8k_records(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo, path = "openai/grade-school-math", "grade_school_math/data/train.jsonl"
+    for row in sample(m.jsonl(repo, path), SOURCE_CAP, rng_for(seed, "gsm8k")):
+        q = row["question"]
+        yield make(q, "frontier", "reasoning", repo, path, "train", "en", f"gsm8k:{digest(q)}", q)
+
+
+def gpteacher_records(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo = "teknium1/GPTeacher"
+    files = [
+        ("Codegen/codegen-instruct.json", "codegen", "code"),
+        ("Roleplay/roleplay-simple-deduped-roleplay-instruct.json", "roleplay", "writing"),
+    ]
+    for path, tag, task in files:
+        rng = rng_for(seed, f"gpteacher:{tag}")
+        rows = [r for r in json.loads(m.text(repo, path)) if r.get("instruction", "").strip()]
+        for row in sample(rows, SOURCE_CAP, rng):
+            prompt = join_instruction(row["instruction"], row.get("input", ""), rng)
+            yield make(prompt, "frontier", task, repo, path, tag, "en", f"gpteacher:{tag}:{digest(prompt)}", prompt)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------- self-instruct style seeds (rule-labelled)
+
+# The stated rule for instruction sets without a difficulty label: LOCAL iff the task works on a given input and is
+# classification, extraction, summarisation or a short rewrite whose reference answer is short; everything else
+# (open questions, writing, planning, code, maths) is FRONTIER.
+NARROW_CUES: list[tuple[str, str]] = [
+    (r"classif|categori[sz]e|\bcategory\b|sentiment|\btone\b|\blabel\b|is (it|this|the \w+) (positive|negative)"
+     r"|分类|类别|情感|判断", "classification"),
+    (r"\bextract|\bidentify\b|find (all|the)|\blist (all|the) \w+ (in|from|mentioned)|\bparse\b|提取|抽取|找出",
+     "extraction"),
+    (r"summar|\btl;?dr\b|\bgist\b|总结|摘要|概括", "summarization"),
+    (r"\b(rewrite|rephrase|paraphrase|proofread|correct the|fix the (grammar|spelling))\b|grammar|spelling"
+     r"|改写|重写|纠正|润色|同义", "writing"),
+]
+OPEN_CUES: list[tuple[str, str]] = [
+    (r"\b(code|program|function|python|javascript|sql|regex|java|c\+\+|script|algorithm)\b|代码|程序|函数", "code"),
+    (r"\b(solve|calculate|compute|prove|puzzle|how many|probability|equation)\b|计算|证明|数学", "reasoning"),
+    (r"\b(plan|itinerary|schedule|design|strategy|roadmap|steps to|how (can|do|should) i)\b|计划|方案|设计|步骤",
+     "planning"),
+    (r"\b(write|compose|story|poem|essay|letter|email|blog|tweet|slogan|joke|lyrics)\b|写|创作|诗|故事|文章",
+     "writing"),
+]
+SHORT_ANSWER_CHARS = 200
+
+
+def first_match(text: str, cues: list[tuple[str, str]]) -> str | None:
+    low = text.lower()
+    return next((task for pattern, task in cues if re.search(pattern, low)), None)
+
+
+def rule_label(instruction: str, given: str, answer: str, is_classification: bool) -> tuple[str, str]:
+    narrow = "classification" if is_classification else first_match(instruction, NARROW_CUES)
+    if narrow and given.strip() and (is_classification or len(answer) <= SHORT_ANSWER_CHARS or narrow != "writing"):
+        return "local", narrow
+    return "frontier", first_match(instruction, OPEN_CUES) or "general"
+
+
+def seed_task_records(
+    m: Mirrors, seed: int, repo: str, path: str, lang: str, tag: str, rows: list[dict] | None = None
+) -> Iterator[Record]:
+    rng = rng_for(seed, f"{tag}:{path}")
+    for row in rows if rows is not None else m.jsonl(repo, path):
+        instance = (row.get("instances") or [{}])[0]
+        given, answer = instance.get("input", ""), instance.get("output", "")
+        label, task = rule_label(row["instruction"], given, answer, bool(row.get("is_classification")))
+        prompt = join_instruction(row["instruction"], given, rng)
+        group = f"{tag}:{row.get('name') or row.get('id')}"
+        category = row.get("name") or row.get("motivation_app") or "task"
+        yield make(prompt, label, task, repo, path, f"{tag}/{category}", lang, group, str(row.get("id")))
+
+
+def self_instruct_seed_records(m: Mirrors, seed: int) -> Iterator[Record]:
+    yield from seed_task_records(m, seed, "yizhongw/self-instruct", "data/seed_tasks.jsonl", "en", "seed")
+
+
+def belle_seed_records(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo, path = "LianjiaTech/BELLE", "data/1.5M/zh_seed_tasks.json"
+    yield from seed_task_records(m, seed, repo, path, "zh", "zh_seed")
+
+
+# -------------------------------------------------------------------- inline-label classification (built prompts)
+
+# Training phrasings. The banking77 report set uses a disjoint list (REPORT_CLASSIFY_TEMPLATES) so that the report
+# measures unseen phrasings too. {labels} and {text} are filled in; {labels} is rendered by one of LABEL_STYLES.
+TRAIN_CLASSIFY_TEMPLATES: list[str] = [
+    "Classify the following customer message into one of these intents: {labels}.\n\nMessage: {text}",
+    "Which category does this query belong to? Options: {labels}\nQuery: \"{text}\"\nAnswer with the category only.",
+    "You are an intent classifier. Possible intents:\n{labels}\n\nUser utterance: {text}\nIntent:",
+    "Label the text with exactly one label from the list.\nLabels: {labels}\nText: {text}",
+    "Text: {text}\n\nPick the best matching intent from {labels}. Reply with just the label.",
+    "Route this support request to one queue. Queues: {labels}\nRequest: {text}",
+    "Return JSON {{\"intent\": <one of the labels>}} for the utterance below.\nlabels = {labels}\nutterance: {text}",
+    "Determine the user's intent.\n\nAllowed values: {labels}\n\n\"{text}\"",
+    "Categorize: \"{text}\"\nChoose from: {labels}",
+    "Given the list of intents {labels}, what is the intent of: {text}",
+    "Tag this chatbot message with its intent ({labels}).\n{text}",
+    "Is the following request about {labels}? Say which one.\n\n{text}",
+]
+LABEL_STYLES: list[Callable[[list[str]], str]] = [
+    lambda ls: ", ".join(ls),
+    lambda ls: "\n".join(f"- {x}" for x in ls),
+    lambda ls: json.dumps(ls, ensure_ascii=False),
+    lambda ls: " | ".join(ls),
+    lambda ls: "\n".join(f"{i}. {x}" for i, x in enumerate(ls, 1)),
+]
+
+# Instructions in the utterance's own language (xSID): a short, faithful translation of the first template.
+LOCAL_LANG_TEMPLATES: dict[str, str] = {
+    "de": "Ordne die folgende Nachricht genau einer dieser Absichten zu: {labels}.\n\nNachricht: {text}",
+    "it": "Classifica il seguente messaggio in una di queste intenzioni: {labels}.\n\nMessaggio: {text}",
+    "nl": "Classificeer het volgende bericht in een van deze intenties: {labels}.\n\nBericht: {text}",
+    "da": "Klassificer følgende besked i en af disse hensigter: {labels}.\n\nBesked: {text}",
+    "id": "Klasifikasikan pesan berikut ke dalam salah satu maksud ini: {labels}.\n\nPesan: {text}",
+    "tr": "Aşağıdaki mesajı şu niyetlerden birine sınıflandırın: {labels}.\n\nMesaj: {text}",
+    "ja": "次のメッセージを、これらの意図のいずれか1つに分類してください: {labels}\n\nメッセージ: {text}",
+    "zh": "请将下面的消息归类到以下意图之一：{labels}\n\n消息：{text}",
+    "ar": "صنّف الرسالة التالية ضمن أحد هذه المقاصد: {labels}\n\nالرسالة: {text}",
+    "sr": "Klasifikuj sledeću poruku u jednu od ovih namera: {labels}.\n\nPoruka: {text}",
+    "lt": "Priskirk šią žinutę vienam iš šių ketinimų: {labels}.\n\nŽinutė: {text}",
+    "kk": "Келесі хабарламаны осы ниеттердің біріне жатқызыңыз: {labels}.\n\nХабарлама: {text}",
+}
+
+
+def label_names(labels: list[str], rng: random.Random) -> list[str]:
+    """Labels as people write them: snake_case, spaces, or Title Case."""
+    style = rng.randrange(3)
+    if style == 0:
+        return labels
+    spaced = [x.replace("_", " ").replace("/", " / ") for x in labels]
+    return spaced if style == 1 else [x.title() for x in spaced]
+
+
+def choose_labels(true: str, pool: list[str], rng: random.Random, low: int = 3, high: int = 20) -> list[str]:
+    others = [x for x in pool if x != true]
+    chosen = [*rng.sample(others, min(len(others), rng.randint(low, high) - 1)), true]
+    rng.shuffle(chosen)
+    return chosen
+
+
+def classify_prompt(template: str, text: str, labels: list[str], rng: random.Random) -> str:
+    rendered = rng.choice(LABEL_STYLES)(label_names(labels, rng))
+    return template.format(labels=rendered, text=text)
+
+
+def clinc_records(m: Mirrors, seed: int, n: int = 1500) -> Iterator[Record]:
+    repo, path = "clinc/oos-eval", "data/data_full.json"
+    rng = rng_for(seed, "clinc")
+    data = json.loads(m.text(repo, path))
+    domains: dict[str, list[str]] = json.loads(m.text(repo, "data/domains.json"))
+    every = sorted({intent for _, intent in data["train"]})
+    for text, intent in sample(sorted(data["train"]), n, rng):
+        t = rng.randrange(len(TRAIN_CLASSIFY_TEMPLATES))
+        domain = next((d for d, names in domains.items() if intent in names), None)
+        pool = domains[domain] if domain and rng.random() < 0.5 else every
+        prompt = classify_prompt(TRAIN_CLASSIFY_TEMPLATES[t], text, choose_labels(intent, pool, rng), rng)
+        yield make(prompt, "local", "classification", repo, path, f"train/template{t}", "en", f"clinc:t{t}", text)
+
+
+XSID_DIR = "data/xSID-0.7"
+
+
+def xsid_utterances(conll: str) -> Iterator[tuple[str, str]]:
+    text = intent = None
+    for line in conll.splitlines():
+        if line.startswith("# text:"):
+            text = line.split(":", 1)[1].strip()
+        elif line.startswith("# intent:"):
+            intent = line.split(":", 1)[1].strip()
+        elif not line.strip() and text and intent:
+            yield text, intent
+            text = intent = None
+    if text and intent:
+        yield text, intent
+
+
+def xsid_records(m: Mirrors, seed: int, per_lang: int = 100) -> Iterator[Record]:
+    repo = "mainlp/xsid"
+    for name in m.listdir(repo, XSID_DIR):
+        if not name.endswith(".valid.conll"):
+            continue  # the training files are not in the mirror; the test split is never used
+        lang = name.split(".")[0]
+        rng = rng_for(seed, f"xsid:{lang}")
+        rows = list(xsid_utterances(m.text(repo, f"{XSID_DIR}/{name}")))
+        pool = sorted({intent for _, intent in rows})
+        base = lang.split("-")[0]
+        for text, intent in sample(rows, per_lang, rng):
+            own = base in LOCAL_LANG_TEMPLATES and rng.random() < 0.5
+            template = LOCAL_LANG_TEMPLATES[base] if own else rng.choice(TRAIN_CLASSIFY_TEMPLATES)
+            tag = f"{lang}/{'native' if own else 'en'}-template"
+            labels = choose_labels(intent, pool, rng, 3, len(pool))
+            prompt = classify_prompt(template, text, labels, rng)
+            # group by language: held-out languages are never seen in training
+            yield make(prompt, "local", "classification", repo, f"{XSID_DIR}/{name}", tag, base, f"xsid:{lang}", text)
+
+
+# ------------------------------------------------------------------------------- multilingual maths (MGSM train)
+
+MGSM_DIR = "mgsm"
+
+
+def mgsm_exemplars(source: str) -> dict[str, dict[str, dict[str, str]]]:
+    """MGSM_EXEMPLARS in exemplars.py is a plain dict literal: parse it without executing the module."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "MGSM_EXEMPLARS" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise SystemExit("MGSM_EXEMPLARS not found in mgsm/exemplars.py")
+
+
+def strip_question_prefix(q: str) -> str:
+    """Exemplars start with a translated 'Question:' label; a user would not type it."""
+    head, sep, rest = q.partition(":")
+    if not sep:
+        head, sep, rest = q.partition("：")
+    return rest.strip() if sep and len(head) <= 20 else q.strip()
+
+
+def mgsm_train_records(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo, path = "google-research/url-nlp", f"{MGSM_DIR}/exemplars.py"
+    for lang, shots in sorted(mgsm_exemplars(m.text(repo, path)).items()):
+        for k, shot in sorted(shots.items()):
+            q = strip_question_prefix(shot["q"])
+            yield make(q, "frontier", "reasoning", repo, path, f"exemplars/{lang}", lang, f"mgsm:{lang}", k)
+
+
+# ------------------------------------------------------------------------------------------------- report sets
+
+
+def arena_hard_report(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo, path = "lm-sys/arena-hard-auto", "data/arena-hard-v0.1/question.jsonl"
+    for row in m.jsonl(repo, path):
+        prompt = row["turns"][0]["content"]
+        yield make(prompt, "frontier", arena_task(row.get("cluster", "")), repo, path, row.get("cluster", ""), "en",
+                   "arena-hard", row["question_id"])
+
+
+def arena_task(cluster: str) -> str:
+    """A rough task tag from the arena-hard topic cluster name (the label is frontier regardless)."""
+    return first_match(cluster, OPEN_CUES) or "general"
+
+
+MT_BENCH_TASKS = {
+    "writing": "writing", "roleplay": "writing", "reasoning": "reasoning", "math": "reasoning", "coding": "code",
+    "extraction": "extraction", "stem": "general", "humanities": "general",
+}
+VICUNA_TASKS = {
+    "generic": "general", "knowledge": "general", "roleplay": "writing", "common-sense": "reasoning",
+    "fermi": "reasoning", "counterfactual": "reasoning", "coding": "code", "math": "reasoning", "writing": "writing",
+}
+
+
+def mt_bench_report(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo, path = "lm-sys/FastChat", "fastchat/llm_judge/data/mt_bench/question.jsonl"
+    for row in m.jsonl(repo, path):
+        cat = row["category"]
+        label = "local" if cat == "extraction" else "frontier"
+        yield make(row["turns"][0], label, MT_BENCH_TASKS[cat], repo, path, cat, "en", "mt-bench", str(row["question_id"]))
+
+
+def vicuna_report(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo, path = "lm-sys/FastChat", "fastchat/llm_judge/data/vicuna_bench/question.jsonl"
+    for row in m.jsonl(repo, path):
+        cat = row["category"]
+        yield make(row["turns"][0], "frontier", VICUNA_TASKS[cat], repo, path, cat, "en", "vicuna", str(row["question_id"]))
+
+
+def user_oriented_report(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo, path = "yizhongw/self-instruct", "human_eval/user_oriented_instructions.jsonl"
+    yield from seed_task_records(m, seed, repo, path, "en", "user_oriented")
+
+
+REPORT_CLASSIFY_TEMPLATES: list[str] = [
+    "What is the category of this banking customer query? Possible categories: {labels}\n\nQuery: {text}",
+    "Assign one of the following labels to the message and output only the label.\n{labels}\n\nMessage:\n{text}",
+    "{text}\n\nWhich of these best describes the message above? {labels}",
+    "Choose the correct intent label for the customer text.\nText: {text}\nLabel set: {labels}\nLabel:",
+    "Please classify the support ticket below. Valid classes are {labels}.\n\nTicket: {text}",
+    "Output a single word or label from [{labels}] that matches this request: {text}",
+]
+
+
+def banking77_report(m: Mirrors, seed: int, n: int = 500) -> Iterator[Record]:
+    repo, path = "PolyAI-LDN/task-specific-datasets", "banking_data/test.csv"
+    rng = rng_for(seed, "banking77")
+    rows = [(r["text"], r["category"]) for r in csv.DictReader(io.StringIO(m.text(repo, path)))]
+    pool = sorted({c for _, c in rows})
+    for text, category in sample(rows, n, rng):
+        t = rng.randrange(len(REPORT_CLASSIFY_TEMPLATES))
+        labels = pool if rng.random() < 0.2 else choose_labels(category, pool, rng, 4, 25)
+        prompt = classify_prompt(REPORT_CLASSIFY_TEMPLATES[t], text, labels, rng)
+        yield make(prompt, "local", "classification", repo, path, f"test/template{t}", "en", "banking77", text)
+
+
+def mgsm_test_report(m: Mirrors, seed: int, per_lang: int = 100) -> Iterator[Record]:
+    repo = "google-research/url-nlp"
+    for name in m.listdir(repo, MGSM_DIR):
+        if not name.startswith("mgsm_") or name == "mgsm_en.tsv":
+            continue
+        lang = name.removeprefix("mgsm_").removesuffix(".tsv")
+        rows = [line.split("\t")[0] for line in m.text(repo, f"{MGSM_DIR}/{name}").splitlines() if line.strip()]
+        for q in sample(rows, per_lang, rng_for(seed, f"mgsm-test:{lang}")):
+            yield make(q, "frontier", "reasoning", repo, f"{MGSM_DIR}/{name}", f"test/{lang}", lang, "mgsm-test", q)
+
+
+BELLE_LOCAL = {"classification": "classification", "extract": "extraction", "closed qa": "extraction",
+               "summarization": "summarization", "rewrite": "writing"}
+BELLE_FRONTIER = {"open qa": "general", "brainstorming": "planning", "generation": "writing", "math": "reasoning",
+                  "code": "code"}
+
+
+def belle_eval_report(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo, path = "LianjiaTech/BELLE", "eval/eval_set.json"
+    for i, row in enumerate(m.jsonl(repo, path)):
+        cat = row["class"].replace("\xa0", " ")
+        label, task = ("local", BELLE_LOCAL[cat]) if cat in BELLE_LOCAL else ("frontier", BELLE_FRONTIER[cat])
+        yield make(row["question"], label, task, repo, path, cat, "zh", "belle-eval", str(i))
+
+
+# ------------------------------------------------------------------------------------------------ assembly
+
+TRAIN_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
+    "t0": t0_records,
+    "gsm8k": gsm8k_records,
+    "gpteacher": gpteacher_records,
+    "self_instruct_seed": self_instruct_seed_records,
+    "belle_zh_seed": belle_seed_records,
+    "clinc": clinc_records,
+    "xsid": xsid_records,
+    "mgsm_train": mgsm_train_records,
+}
+REPORT_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
+    "arena_hard": arena_hard_report,
+    "mt_bench": mt_bench_report,
+    "vicuna": vicuna_report,
+    "self_instruct_user_oriented": user_oriented_report,
+    "banking77_inline_labels": banking77_report,
+    "mgsm_test": mgsm_test_report,
+    "belle_eval_zh": belle_eval_report,
+}
+
+
+def is_heldout(group: str, seed: int) -> bool:
+    return int(hashlib.sha256(f"split:{seed}:{group}".encode()).hexdigest()[:8], 16) % 100 < HELDOUT_PERCENT
+
+
+def dedupe(records: Iterable[Record]) -> list[Record]:
+    seen: set[str] = set()
+    out = []
+    for r in records:
+        if r.prompt and r.prompt not in seen:
+            seen.add(r.prompt)
+            out.append(r)
+    return out
+
+
+def write_jsonl(path: Path, records: list[Record]) -> None:
+    with path.open("wb") as f:
+        for r in records:
+            f.write(orjson.dumps(asdict(r)) + b"\n")
+
+
+def summary(name: str, records: list[Record]) -> list[str]:
+    labels = Counter(r.label for r in records)
+    by_source = Counter((r.source.split("#")[0], r.label) for r in records)
+    lines = [f"{name}: {len(records)} records, local {labels['local']}, frontier {labels['frontier']}"]
+    lines += [f"    {n:6d}  {label:8s}  {src}" for (src, label), n in sorted(by_source.items())]
+    return lines
+
+
+def build(mirrors: Path, out: Path, seed: int) -> None:
+    m = Mirrors(mirrors)
+    out.mkdir(parents=True, exist_ok=True)
+    pool = dedupe(r for fn in TRAIN_SOURCES.values() for r in fn(m, seed))
+    train = [r for r in pool if not is_heldout(r.group, seed)]
+    heldout = [r for r in pool if is_heldout(r.group, seed)]
+    rng_for(seed, "order:train").shuffle(train)
+    rng_for(seed, "order:heldout").shuffle(heldout)
+    write_jsonl(out / "train.jsonl", train)
+    write_jsonl(out / "heldout.jsonl", heldout)
+    lines = [*summary("train", train), *summary("heldout", heldout)]
+    train_prompts = {r.prompt for r in pool}
+    for name, fn in REPORT_SOURCES.items():
+        report = [r for r in dedupe(fn(m, seed)) if r.prompt not in train_prompts]
+        write_jsonl(out / f"report_{name}.jsonl", report)
+        lines += summary(f"report_{name}", report)
+    print("\n".join(lines))
+    held_groups = sorted({r.group for r in heldout if not r.group.split(":")[-1].isalnum() or "t0" in r.group})
+    print("held-out T0 families / templates / languages:", ", ".join(g for g in held_groups if len(g) < 40))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"), help="root of the fetched bare mirrors")
+    ap.add_argument("--out", type=Path, default=Path("/work/shared/routing"), help="output directory")
+    ap.add_argument("--seed", type=int, default=14)
+    args = ap.parse_args(argv)
+    build(args.mirrors, args.out, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
