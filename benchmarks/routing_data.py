@@ -72,7 +72,19 @@ class Record:
 
 
 TASKS = frozenset(
-    "classification extraction summarization reranking planning synthesis code writing reasoning validation general".split()
+    {
+        "classification",
+        "extraction",
+        "summarization",
+        "reranking",
+        "planning",
+        "synthesis",
+        "code",
+        "writing",
+        "reasoning",
+        "validation",
+        "general",
+    }
 )
 
 
@@ -115,9 +127,7 @@ def sample(rows: list, k: int, rng: random.Random) -> list:
     return list(rows) if len(rows) <= k else rng.sample(rows, k)
 
 
-def make(
-    prompt: str, label: str, task: str, repo: str, path: str, tag: str, lang: str, group: str, key: str
-) -> Record:
+def make(prompt: str, label: str, task: str, repo: str, path: str, tag: str, lang: str, group: str, key: str) -> Record:
     assert label in ("local", "frontier") and task in TASKS, (label, task)
     source = f"{repo}:{path}#{tag}"
     rid = hashlib.sha256(f"{source}|{key}|{prompt}".encode()).hexdigest()[:16]
@@ -252,21 +262,33 @@ def digest(text: str) -> str:
 # classification, extraction, summarisation or a short rewrite whose reference answer is short; everything else
 # (open questions, writing, planning, code, maths) is FRONTIER.
 NARROW_CUES: list[tuple[str, str]] = [
-    (r"classif|categori[sz]e|\bcategory\b|sentiment|\btone\b|\blabel\b|is (it|this|the \w+) (positive|negative)"
-     r"|分类|类别|情感|判断", "classification"),
-    (r"\bextract|\bidentify\b|find (all|the)|\blist (all|the) \w+ (in|from|mentioned)|\bparse\b|提取|抽取|找出",
-     "extraction"),
+    (
+        r"\b(rewrite|rewritten|rephrase|paraphrase|proofread|correct the|fix the (grammar|spelling))\b"
+        r"|改写|重写|纠正|润色",
+        "writing",
+    ),
+    (
+        r"classif|categori[sz]e|(which|what|correct|right|best) category|sentiment|\btones?\b|\blabel\b"
+        r"|is (it|this|the \w+) (positive|negative)|分类|类别|情感|判断",
+        "classification",
+    ),
+    (
+        r"\bextract|\bidentify\b|find (all|the)|\blist (all|the) \w+ (in|from|mentioned)|\bparse\b|提取|抽取|找出",
+        "extraction",
+    ),
     (r"summar|\btl;?dr\b|\bgist\b|总结|摘要|概括", "summarization"),
-    (r"\b(rewrite|rephrase|paraphrase|proofread|correct the|fix the (grammar|spelling))\b|grammar|spelling"
-     r"|改写|重写|纠正|润色|同义", "writing"),
 ]
 OPEN_CUES: list[tuple[str, str]] = [
     (r"\b(code|program|function|python|javascript|sql|regex|java|c\+\+|script|algorithm)\b|代码|程序|函数", "code"),
     (r"\b(solve|calculate|compute|prove|puzzle|how many|probability|equation)\b|计算|证明|数学", "reasoning"),
-    (r"\b(plan|itinerary|schedule|design|strategy|roadmap|steps to|how (can|do|should) i)\b|计划|方案|设计|步骤",
-     "planning"),
-    (r"\b(write|compose|story|poem|essay|letter|email|blog|tweet|slogan|joke|lyrics)\b|写|创作|诗|故事|文章",
-     "writing"),
+    (
+        r"\b(plan|itinerary|schedule|design|strategy|roadmap|steps to|how (can|do|should) i)\b|计划|方案|设计|步骤",
+        "planning",
+    ),
+    (
+        r"\b(write|compose|story|poem|essay|letter|email|blog|tweet|slogan|joke|lyrics)\b|写|创作|诗|故事|文章",
+        "writing",
+    ),
 ]
 SHORT_ANSWER_CHARS = 200
 
@@ -312,14 +334,14 @@ def belle_seed_records(m: Mirrors, seed: int) -> Iterator[Record]:
 # measures unseen phrasings too. {labels} and {text} are filled in; {labels} is rendered by one of LABEL_STYLES.
 TRAIN_CLASSIFY_TEMPLATES: list[str] = [
     "Classify the following customer message into one of these intents: {labels}.\n\nMessage: {text}",
-    "Which category does this query belong to? Options: {labels}\nQuery: \"{text}\"\nAnswer with the category only.",
+    'Which category does this query belong to? Options: {labels}\nQuery: "{text}"\nAnswer with the category only.',
     "You are an intent classifier. Possible intents:\n{labels}\n\nUser utterance: {text}\nIntent:",
     "Label the text with exactly one label from the list.\nLabels: {labels}\nText: {text}",
     "Text: {text}\n\nPick the best matching intent from {labels}. Reply with just the label.",
     "Route this support request to one queue. Queues: {labels}\nRequest: {text}",
-    "Return JSON {{\"intent\": <one of the labels>}} for the utterance below.\nlabels = {labels}\nutterance: {text}",
-    "Determine the user's intent.\n\nAllowed values: {labels}\n\n\"{text}\"",
-    "Categorize: \"{text}\"\nChoose from: {labels}",
+    'Return JSON {{"intent": <one of the labels>}} for the utterance below.\nlabels = {labels}\nutterance: {text}',
+    'Determine the user\'s intent.\n\nAllowed values: {labels}\n\n"{text}"',
+    'Categorize: "{text}"\nChoose from: {labels}',
     "Given the list of intents {labels}, what is the intent of: {text}",
     "Tag this chatbot message with its intent ({labels}).\n{text}",
     "Is the following request about {labels}? Say which one.\n\n{text}",
@@ -367,6 +389,9 @@ def choose_labels(true: str, pool: list[str], rng: random.Random, low: int = 3, 
 
 def classify_prompt(template: str, text: str, labels: list[str], rng: random.Random) -> str:
     rendered = rng.choice(LABEL_STYLES)(label_names(labels, rng))
+    if "\n" in rendered and "{labels}\n" not in template:
+        # a bulleted list inside a sentence: put it on its own lines, as a person would
+        template, rendered = template.replace("{labels}.", "{labels}"), f"\n{rendered}\n"
     return template.format(labels=rendered, text=text)
 
 
@@ -387,18 +412,20 @@ def clinc_records(m: Mirrors, seed: int, n: int = 1500) -> Iterator[Record]:
 XSID_DIR = "data/xSID-0.7"
 
 
+XSID_META = re.compile(r"^# (text|intent)\s*[:=]\s*(.*)$")
+
+
 def xsid_utterances(conll: str) -> Iterator[tuple[str, str]]:
-    text = intent = None
-    for line in conll.splitlines():
-        if line.startswith("# text:"):
-            text = line.split(":", 1)[1].strip()
-        elif line.startswith("# intent:"):
-            intent = line.split(":", 1)[1].strip()
-        elif not line.strip() and text and intent:
-            yield text, intent
-            text = intent = None
-    if text and intent:
-        yield text, intent
+    """(text, intent) per sentence; xSID writes '# text: ...' in old releases and '# text = ...' in new ones."""
+    meta: dict[str, str] = {}
+    for line in [*conll.splitlines(), ""]:
+        found = XSID_META.match(line)
+        if found:
+            meta[found.group(1)] = found.group(2).strip()
+        elif not line.strip():
+            if meta.get("text") and meta.get("intent"):
+                yield meta["text"], meta["intent"]
+            meta = {}
 
 
 def xsid_records(m: Mirrors, seed: int, per_lang: int = 100) -> Iterator[Record]:
@@ -457,8 +484,17 @@ def arena_hard_report(m: Mirrors, seed: int) -> Iterator[Record]:
     repo, path = "lm-sys/arena-hard-auto", "data/arena-hard-v0.1/question.jsonl"
     for row in m.jsonl(repo, path):
         prompt = row["turns"][0]["content"]
-        yield make(prompt, "frontier", arena_task(row.get("cluster", "")), repo, path, row.get("cluster", ""), "en",
-                   "arena-hard", row["question_id"])
+        yield make(
+            prompt,
+            "frontier",
+            arena_task(row.get("cluster", "")),
+            repo,
+            path,
+            row.get("cluster", ""),
+            "en",
+            "arena-hard",
+            row["question_id"],
+        )
 
 
 def arena_task(cluster: str) -> str:
@@ -467,12 +503,25 @@ def arena_task(cluster: str) -> str:
 
 
 MT_BENCH_TASKS = {
-    "writing": "writing", "roleplay": "writing", "reasoning": "reasoning", "math": "reasoning", "coding": "code",
-    "extraction": "extraction", "stem": "general", "humanities": "general",
+    "writing": "writing",
+    "roleplay": "writing",
+    "reasoning": "reasoning",
+    "math": "reasoning",
+    "coding": "code",
+    "extraction": "extraction",
+    "stem": "general",
+    "humanities": "general",
 }
 VICUNA_TASKS = {
-    "generic": "general", "knowledge": "general", "roleplay": "writing", "common-sense": "reasoning",
-    "fermi": "reasoning", "counterfactual": "reasoning", "coding": "code", "math": "reasoning", "writing": "writing",
+    "generic": "general",
+    "knowledge": "general",
+    "roleplay": "writing",
+    "common-sense": "reasoning",
+    "fermi": "reasoning",
+    "counterfactual": "reasoning",
+    "coding": "code",
+    "math": "reasoning",
+    "writing": "writing",
 }
 
 
@@ -481,14 +530,18 @@ def mt_bench_report(m: Mirrors, seed: int) -> Iterator[Record]:
     for row in m.jsonl(repo, path):
         cat = row["category"]
         label = "local" if cat == "extraction" else "frontier"
-        yield make(row["turns"][0], label, MT_BENCH_TASKS[cat], repo, path, cat, "en", "mt-bench", str(row["question_id"]))
+        yield make(
+            row["turns"][0], label, MT_BENCH_TASKS[cat], repo, path, cat, "en", "mt-bench", str(row["question_id"])
+        )
 
 
 def vicuna_report(m: Mirrors, seed: int) -> Iterator[Record]:
     repo, path = "lm-sys/FastChat", "fastchat/llm_judge/data/vicuna_bench/question.jsonl"
     for row in m.jsonl(repo, path):
         cat = row["category"]
-        yield make(row["turns"][0], "frontier", VICUNA_TASKS[cat], repo, path, cat, "en", "vicuna", str(row["question_id"]))
+        yield make(
+            row["turns"][0], "frontier", VICUNA_TASKS[cat], repo, path, cat, "en", "vicuna", str(row["question_id"])
+        )
 
 
 def user_oriented_report(m: Mirrors, seed: int) -> Iterator[Record]:
@@ -529,10 +582,20 @@ def mgsm_test_report(m: Mirrors, seed: int, per_lang: int = 100) -> Iterator[Rec
             yield make(q, "frontier", "reasoning", repo, f"{MGSM_DIR}/{name}", f"test/{lang}", lang, "mgsm-test", q)
 
 
-BELLE_LOCAL = {"classification": "classification", "extract": "extraction", "closed qa": "extraction",
-               "summarization": "summarization", "rewrite": "writing"}
-BELLE_FRONTIER = {"open qa": "general", "brainstorming": "planning", "generation": "writing", "math": "reasoning",
-                  "code": "code"}
+BELLE_LOCAL = {
+    "classification": "classification",
+    "extract": "extraction",
+    "closed qa": "extraction",
+    "summarization": "summarization",
+    "rewrite": "writing",
+}
+BELLE_FRONTIER = {
+    "open qa": "general",
+    "brainstorming": "planning",
+    "generation": "writing",
+    "math": "reasoning",
+    "code": "code",
+}
 
 
 def belle_eval_report(m: Mirrors, seed: int) -> Iterator[Record]:
@@ -566,8 +629,28 @@ REPORT_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
 }
 
 
-def is_heldout(group: str, seed: int) -> bool:
-    return int(hashlib.sha256(f"split:{seed}:{group}".encode()).hexdigest()[:8], 16) % 100 < HELDOUT_PERCENT
+def source_key(r: Record) -> str:
+    return source_key_of(r.group)
+
+
+def heldout_groups(pool: list[Record], seed: int) -> set[str]:
+    """Per source, walk its groups in hash order and hold out whole groups until ~HELDOUT_PERCENT of its records.
+
+    Hash order makes the choice deterministic and content-blind; filling per source keeps every source (and so the
+    label balance) near the same share even when groups differ in size (T0 families, xSID languages).
+    """
+    sizes: dict[str, Counter[str]] = {}
+    for r in pool:
+        sizes.setdefault(source_key(r), Counter())[r.group] += 1
+    held: set[str] = set()
+    for counts in sizes.values():
+        target, taken = sum(counts.values()) * HELDOUT_PERCENT / 100, 0
+        for group in sorted(counts, key=lambda g: hashlib.sha256(f"split:{seed}:{g}".encode()).digest()):
+            if taken + counts[group] / 2 > target:
+                continue  # would overshoot: try smaller groups later in the order
+            held.add(group)
+            taken += counts[group]
+    return held
 
 
 def dedupe(records: Iterable[Record]) -> list[Record]:
@@ -588,9 +671,9 @@ def write_jsonl(path: Path, records: list[Record]) -> None:
 
 def summary(name: str, records: list[Record]) -> list[str]:
     labels = Counter(r.label for r in records)
-    by_source = Counter((r.source.split("#")[0], r.label) for r in records)
+    by_source = Counter((source_key(r), r.source.split(":")[0], r.label) for r in records)
     lines = [f"{name}: {len(records)} records, local {labels['local']}, frontier {labels['frontier']}"]
-    lines += [f"    {n:6d}  {label:8s}  {src}" for (src, label), n in sorted(by_source.items())]
+    lines += [f"    {n:6d}  {label:8s}  {key:12s} {repo}" for (key, repo, label), n in sorted(by_source.items())]
     return lines
 
 
@@ -598,8 +681,9 @@ def build(mirrors: Path, out: Path, seed: int) -> None:
     m = Mirrors(mirrors)
     out.mkdir(parents=True, exist_ok=True)
     pool = dedupe(r for fn in TRAIN_SOURCES.values() for r in fn(m, seed))
-    train = [r for r in pool if not is_heldout(r.group, seed)]
-    heldout = [r for r in pool if is_heldout(r.group, seed)]
+    held = heldout_groups(pool, seed)
+    train = [r for r in pool if r.group not in held]
+    heldout = [r for r in pool if r.group in held]
     rng_for(seed, "order:train").shuffle(train)
     rng_for(seed, "order:heldout").shuffle(heldout)
     write_jsonl(out / "train.jsonl", train)
@@ -611,8 +695,12 @@ def build(mirrors: Path, out: Path, seed: int) -> None:
         write_jsonl(out / f"report_{name}.jsonl", report)
         lines += summary(f"report_{name}", report)
     print("\n".join(lines))
-    held_groups = sorted({r.group for r in heldout if not r.group.split(":")[-1].isalnum() or "t0" in r.group})
-    print("held-out T0 families / templates / languages:", ", ".join(g for g in held_groups if len(g) < 40))
+    named = sorted(g for g in held if source_key_of(g) in ("t0", "clinc", "xsid", "mgsm"))
+    print("held-out groups (T0 families, clinc templates, languages):", ", ".join(named))
+
+
+def source_key_of(group: str) -> str:
+    return group.split(":")[0]
 
 
 def main(argv: list[str] | None = None) -> int:
