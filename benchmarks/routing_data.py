@@ -54,6 +54,8 @@ REPOS: dict[str, Repo] = {
         Repo("LianjiaTech/BELLE", "645084d36454cdeb4e7f1ce9b2f3426bac39f1f9", "ODC-By (data); Apache-2.0 (code)"),
         Repo("lm-sys/arena-hard-auto", "efc012e192b88024a5203f5a28ec8fc0342946df", "Apache-2.0"),
         Repo("lm-sys/FastChat", "0e6d3e4beaab66f4d3f93db72541a4abab8af28d", "Apache-2.0"),
+        Repo("dadelani/sib-200", "593cea88519930f776c1a4a1980b6a35b39dca57", "CC-BY-SA-4.0 (FLORES-200 text)"),
+        Repo("Open-Assistant/oasst-model-eval", "ce935dee6922ec75d5a4006dd1c3595b39a01fdf", "Apache-2.0"),
         Repo("PolyAI-LDN/task-specific-datasets", "57ec275d8078af65b7731c2a98be812d844a6d6b", "CC-BY-4.0"),
     )
 }
@@ -298,9 +300,21 @@ def first_match(text: str, cues: list[tuple[str, str]]) -> str | None:
     return next((task for pattern, task in cues if re.search(pattern, low)), None)
 
 
+# Cues that make a request open-ended even when it also names a narrow operation ("explain ... sentiment",
+# "rewrite this python function"): code anywhere, or an instruction that opens with an open-ended verb.
+OPEN_VETO = re.compile(
+    r"```|\b(def|class|function|python|javascript|typescript|sql|java|c\+\+|rust|golang|code)\b"
+    r"|^\s*(please\s+)?(explain|why|discuss|argue|compare|design|plan|imagine|brainstorm|propose"
+    r"|write an? (essay|story))"
+    r"|解释|为什么|讨论|设计",
+    re.IGNORECASE,
+)
+
+
 def rule_label(instruction: str, given: str, answer: str, is_classification: bool) -> tuple[str, str]:
     narrow = "classification" if is_classification else first_match(instruction, NARROW_CUES)
-    if narrow and given.strip() and (is_classification or len(answer) <= SHORT_ANSWER_CHARS or narrow != "writing"):
+    short = is_classification or len(answer) <= SHORT_ANSWER_CHARS or narrow != "writing"
+    if narrow and given.strip() and short and not OPEN_VETO.search(instruction + "\n" + given[:2000]):
         return "local", narrow
     return "frontier", first_match(instruction, OPEN_CUES) or "general"
 
@@ -446,6 +460,118 @@ def xsid_records(m: Mirrors, seed: int, per_lang: int = 100) -> Iterator[Record]
             prompt = classify_prompt(template, text, labels, rng)
             # group by language: held-out languages are never seen in training
             yield make(prompt, "local", "classification", repo, f"{XSID_DIR}/{name}", tag, base, f"xsid:{lang}", text)
+
+
+# SIB-200: one FLORES-200 sentence with its topic, in 200+ languages. We take the train split of a spread of
+# major languages; the instruction is English or, where we wrote one, in the sentence's own language.
+SIB_DIR = "data/annotated"
+SIB_LANGS = {
+    "arb_Arab": "ar",
+    "ben_Beng": "bn",
+    "ces_Latn": "cs",
+    "dan_Latn": "da",
+    "deu_Latn": "de",
+    "ell_Grek": "el",
+    "fin_Latn": "fi",
+    "fra_Latn": "fr",
+    "heb_Hebr": "he",
+    "hin_Deva": "hi",
+    "hun_Latn": "hu",
+    "ind_Latn": "id",
+    "ita_Latn": "it",
+    "jpn_Jpan": "ja",
+    "kor_Hang": "ko",
+    "nld_Latn": "nl",
+    "pes_Arab": "fa",
+    "pol_Latn": "pl",
+    "por_Latn": "pt",
+    "ron_Latn": "ro",
+    "rus_Cyrl": "ru",
+    "spa_Latn": "es",
+    "swe_Latn": "sv",
+    "swh_Latn": "sw",
+    "tam_Taml": "ta",
+    "tha_Thai": "th",
+    "tur_Latn": "tr",
+    "ukr_Cyrl": "uk",
+    "urd_Arab": "ur",
+    "vie_Latn": "vi",
+    "zho_Hans": "zh",
+    "zho_Hant": "zh",
+}
+TOPIC_TEMPLATES: list[str] = [
+    "What is the topic of this sentence? Choose one of: {labels}\n\n{text}",
+    "Classify the text by topic.\nTopics: {labels}\nText: {text}\nTopic:",
+    "Sentence: {text}\nWhich category fits best ({labels})? Answer with one word.",
+    'Assign a topic label from {labels} to the following passage.\n\n"{text}"',
+]
+NATIVE_TOPIC_TEMPLATES: dict[str, str] = {
+    "de": "Welches Thema hat dieser Satz? Wähle eines von: {labels}\n\n{text}",
+    "fr": "Quel est le thème de cette phrase ? Choisis parmi : {labels}\n\n{text}",
+    "es": "¿Cuál es el tema de esta oración? Elige uno de: {labels}\n\n{text}",
+    "it": "Qual è l'argomento di questa frase? Scegli tra: {labels}\n\n{text}",
+    "pt": "Qual é o tema desta frase? Escolha um de: {labels}\n\n{text}",
+    "nl": "Wat is het onderwerp van deze zin? Kies uit: {labels}\n\n{text}",
+    "ru": "Какова тема этого предложения? Выбери одну из: {labels}\n\n{text}",
+    "pl": "Jaki jest temat tego zdania? Wybierz jeden z: {labels}\n\n{text}",
+    "zh": "这句话的主题是什么？请从以下选项中选择：{labels}\n\n{text}",
+    "ja": "この文のトピックは何ですか？次から1つ選んでください: {labels}\n\n{text}",
+    "ko": "이 문장의 주제는 무엇입니까? 다음 중 하나를 고르세요: {labels}\n\n{text}",
+    "tr": "Bu cümlenin konusu nedir? Şunlardan birini seçin: {labels}\n\n{text}",
+    "vi": "Chủ đề của câu này là gì? Hãy chọn một trong: {labels}\n\n{text}",
+    "id": "Apa topik kalimat ini? Pilih salah satu dari: {labels}\n\n{text}",
+}
+
+
+def sib_records(m: Mirrors, seed: int, per_lang: int = 40) -> Iterator[Record]:
+    repo = "dadelani/sib-200"
+    for code, lang in sorted(SIB_LANGS.items()):
+        path = f"{SIB_DIR}/{code}/train.tsv"
+        rng = rng_for(seed, f"sib:{code}")
+        rows = [(r["text"], r["category"]) for r in csv.DictReader(io.StringIO(m.text(repo, path)), delimiter="\t")]
+        pool = sorted({c for _, c in rows})
+        for text, topic in sample(rows, per_lang, rng):
+            own = lang in NATIVE_TOPIC_TEMPLATES and rng.random() < 0.5
+            template = NATIVE_TOPIC_TEMPLATES[lang] if own else rng.choice(TOPIC_TEMPLATES)
+            labels = choose_labels(topic, pool, rng, 3, len(pool))
+            prompt = classify_prompt(template, text, labels, rng)
+            tag = f"train/{code}/{'native' if own else 'en'}-template"
+            yield make(prompt, "local", "classification", repo, path, tag, lang, f"sib:{code}", text)
+
+
+# ------------------------------------------------------------------- real user prompts (Open-Assistant, English)
+
+OASST_REPO = "Open-Assistant/oasst-model-eval"
+OASST_FILES = ["model_eval/manual/data/en_100_text.jsonl", "model_eval/manual/data/prompt_lottery_en_250_text.jsonl"]
+OASST_REPORTS = "sampling_reports/oasst-sft/1k-prompts"
+
+
+def oasst_prompts(m: Mirrors) -> Iterator[tuple[str, str]]:
+    """(path, prompt): prompts people typed into Open-Assistant, as sampled by its evaluation tooling."""
+    for path in OASST_FILES:
+        for line in m.text(OASST_REPO, path).splitlines():
+            if line.strip():
+                yield path, orjson.loads(line)
+    for name in m.listdir(OASST_REPO, OASST_REPORTS):
+        path = f"{OASST_REPORTS}/{name}"
+        for row in orjson.loads(m.text(OASST_REPO, path))["prompts"]:
+            yield path, row["prompt"]
+
+
+def split_given(prompt: str) -> tuple[str, str]:
+    """A prompt's instruction and the text it works on (after the first blank line or 'xxx:' line break)."""
+    for sep in ("\n\n", ":\n"):
+        head, found, rest = prompt.partition(sep)
+        if found and len(rest) >= 80:
+            return head, rest
+    return prompt, ""
+
+
+def oasst_records(m: Mirrors, seed: int) -> Iterator[Record]:
+    for path, prompt in oasst_prompts(m):
+        instruction, given = split_given(prompt)
+        label, task = rule_label(instruction, given, "", False)
+        yield make(prompt, label, task, OASST_REPO, path, "prompt", "en", f"oasst:{digest(prompt)}", prompt)
 
 
 # ------------------------------------------------------------------------------- multilingual maths (MGSM train)
@@ -616,6 +742,8 @@ TRAIN_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
     "belle_zh_seed": belle_seed_records,
     "clinc": clinc_records,
     "xsid": xsid_records,
+    "sib200": sib_records,
+    "oasst": oasst_records,
     "mgsm_train": mgsm_train_records,
 }
 REPORT_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
@@ -695,7 +823,7 @@ def build(mirrors: Path, out: Path, seed: int) -> None:
         write_jsonl(out / f"report_{name}.jsonl", report)
         lines += summary(f"report_{name}", report)
     print("\n".join(lines))
-    named = sorted(g for g in held if source_key_of(g) in ("t0", "clinc", "xsid", "mgsm"))
+    named = sorted(g for g in held if source_key_of(g) in ("t0", "clinc", "xsid", "sib", "mgsm"))
     print("held-out groups (T0 families, clinc templates, languages):", ", ".join(named))
 
 
