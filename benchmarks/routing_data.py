@@ -275,7 +275,7 @@ NARROW_CUES: list[tuple[str, str]] = [
         "classification",
     ),
     (
-        r"\bextract|\bidentify\b|find (all|the)|\blist (all|the) \w+ (in|from|mentioned)|\bparse\b|提取|抽取|找出",
+        r"\bextract|\bidentify\b|find (all|every)|\blist (all|the) \w+ (in|from|mentioned)|\bparse\b|提取|抽取|找出",
         "extraction",
     ),
     (r"summar|\btl;?dr\b|\bgist\b|总结|摘要|概括", "summarization"),
@@ -293,6 +293,7 @@ OPEN_CUES: list[tuple[str, str]] = [
     ),
 ]
 SHORT_ANSWER_CHARS = 200
+MIN_TEXT_TO_SUMMARISE = 100
 
 
 def first_match(text: str, cues: list[tuple[str, str]]) -> str | None:
@@ -314,7 +315,9 @@ OPEN_VETO = re.compile(
 def rule_label(instruction: str, given: str, answer: str, is_classification: bool) -> tuple[str, str]:
     narrow = "classification" if is_classification else first_match(instruction, NARROW_CUES)
     short = is_classification or len(answer) <= SHORT_ANSWER_CHARS or narrow != "writing"
-    if narrow and given.strip() and short and not OPEN_VETO.search(instruction + "\n" + given[:2000]):
+    # a summary needs a text to summarise: a bare title ("The Shining") means recalling the plot from knowledge
+    enough = len(given.strip()) >= (MIN_TEXT_TO_SUMMARISE if narrow == "summarization" else 1)
+    if narrow and enough and short and not OPEN_VETO.search(instruction + "\n" + given[:2000]):
         return "local", narrow
     return "frontier", first_match(instruction, OPEN_CUES) or "general"
 
@@ -805,6 +808,18 @@ def summary(name: str, records: list[Record]) -> list[str]:
     return lines
 
 
+def markdown_counts(files: dict[str, list[Record]]) -> str:
+    """Counts per file, source and label, as the Markdown table pasted into ROUTING_DATA_CARD.md."""
+    lines = ["| file | source | local | frontier |", "|---|---|---:|---:|"]
+    for name, records in files.items():
+        per = Counter((source_key(r), r.label) for r in records)
+        for key in sorted({k for k, _ in per}):
+            lines.append(f"| {name} | {key} | {per[key, 'local']} | {per[key, 'frontier']} |")
+        total = Counter(r.label for r in records)
+        lines.append(f"| **{name}** | **all** | **{total['local']}** | **{total['frontier']}** |")
+    return "\n".join(lines) + "\n"
+
+
 def build(mirrors: Path, out: Path, seed: int) -> None:
     m = Mirrors(mirrors)
     out.mkdir(parents=True, exist_ok=True)
@@ -816,13 +831,14 @@ def build(mirrors: Path, out: Path, seed: int) -> None:
     rng_for(seed, "order:heldout").shuffle(heldout)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "heldout.jsonl", heldout)
-    lines = [*summary("train", train), *summary("heldout", heldout)]
+    files = {"train": train, "heldout": heldout}
     train_prompts = {r.prompt for r in pool}
     for name, fn in REPORT_SOURCES.items():
         report = [r for r in dedupe(fn(m, seed)) if r.prompt not in train_prompts]
         write_jsonl(out / f"report_{name}.jsonl", report)
-        lines += summary(f"report_{name}", report)
-    print("\n".join(lines))
+        files[f"report_{name}"] = report
+    (out / "counts.md").write_text(markdown_counts(files))
+    print("\n".join(line for name, records in files.items() for line in summary(name, records)))
     named = sorted(g for g in held if source_key_of(g) in ("t0", "clinc", "xsid", "sib", "mgsm"))
     print("held-out groups (T0 families, clinc templates, languages):", ", ".join(named))
 
