@@ -56,6 +56,8 @@ REPOS: dict[str, Repo] = {
         Repo("lm-sys/FastChat", "0e6d3e4beaab66f4d3f93db72541a4abab8af28d", "Apache-2.0"),
         Repo("dadelani/sib-200", "593cea88519930f776c1a4a1980b6a35b39dca57", "CC-BY-SA-4.0 (FLORES-200 text)"),
         Repo("Open-Assistant/oasst-model-eval", "ce935dee6922ec75d5a4006dd1c3595b39a01fdf", "Apache-2.0"),
+        # the first commit still has the data as one small file per record (later commits keep one large file)
+        Repo("kunishou/databricks-dolly-15k-ja", "cd6c43db223ad274fd39737ea1b0b3add0956dba", "CC-BY-SA-3.0"),
         Repo("PolyAI-LDN/task-specific-datasets", "57ec275d8078af65b7731c2a98be812d844a6d6b", "CC-BY-4.0"),
     )
 }
@@ -115,6 +117,27 @@ class Mirrors:
             check=True,
         )
         return sorted(out.stdout.decode().split())
+
+    def texts(self, repo: str, folder: str) -> Iterator[tuple[str, str]]:
+        """(name, text) of every file in a folder, through one `git cat-file --batch` (thousands of small files).
+
+        Asks by blob id: asking by commit:path makes git walk the 15k-entry tree once per file.
+        """
+        git_dir = str(self.root / repo.replace("/", "+") / "repo")
+        tree = subprocess.run(
+            ["git", "-C", git_dir, "ls-tree", f"{REPOS[repo].commit}:{folder}"], capture_output=True, check=True
+        )
+        entries = sorted((line.split("\t")[1], line.split()[2]) for line in tree.stdout.decode().splitlines())
+        specs = "".join(f"{blob}\n" for _, blob in entries).encode()
+        out = subprocess.run(
+            ["git", "-C", git_dir, "cat-file", "--batch"], input=specs, capture_output=True, check=True
+        )
+        buf, pos = out.stdout, 0
+        for name, _ in entries:
+            header_end = buf.index(b"\n", pos)
+            size = int(buf[pos:header_end].split()[2])
+            yield name, buf[header_end + 1 : header_end + 1 + size].decode("utf-8")
+            pos = header_end + 1 + size + 1
 
     def jsonl(self, repo: str, path: str) -> list[dict]:
         return [orjson.loads(line) for line in self.text(repo, path).splitlines() if line.strip()]
@@ -577,6 +600,37 @@ def oasst_records(m: Mirrors, seed: int) -> Iterator[Record]:
         yield make(prompt, label, task, OASST_REPO, path, "prompt", "en", f"oasst:{digest(prompt)}", prompt)
 
 
+# Dolly-15k in Japanese: human-written instructions with a task category, which decides the label.
+DOLLY_LABELS: dict[str, tuple[str, str]] = {
+    "closed_qa": ("local", "extraction"),
+    "information_extraction": ("local", "extraction"),
+    "summarization": ("local", "summarization"),
+    "classification": ("local", "classification"),
+    "open_qa": ("frontier", "general"),
+    "general_qa": ("frontier", "general"),
+    "brainstorming": ("frontier", "planning"),
+    "creative_writing": ("frontier", "writing"),
+}
+DOLLY_PER_CATEGORY = 200
+
+
+def dolly_ja_records(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo, folder = "kunishou/databricks-dolly-15k-ja", "data"
+    rng = rng_for(seed, "dolly-ja")
+    by_category: dict[str, list[tuple[str, dict]]] = {}
+    for name, text in m.texts(repo, folder):
+        for line in text.splitlines():
+            if line.strip():
+                row = orjson.loads(line)
+                by_category.setdefault(row["category"], []).append((name, row))
+    for category in sorted(by_category):
+        label, task = DOLLY_LABELS[category]
+        for name, row in sample(by_category[category], DOLLY_PER_CATEGORY, rng):
+            prompt = join_instruction(row["instruction"], row.get("input", ""), rng)
+            path = f"{folder}/{name}"
+            yield make(prompt, label, task, repo, path, category, "ja", f"dolly_ja:{digest(prompt)}", row["index"])
+
+
 # ------------------------------------------------------------------------------- multilingual maths (MGSM train)
 
 MGSM_DIR = "mgsm"
@@ -747,6 +801,7 @@ TRAIN_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
     "xsid": xsid_records,
     "sib200": sib_records,
     "oasst": oasst_records,
+    "dolly_ja": dolly_ja_records,
     "mgsm_train": mgsm_train_records,
 }
 REPORT_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
