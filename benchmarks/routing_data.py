@@ -33,6 +33,9 @@ import orjson
 
 HELDOUT_PERCENT = 15
 SOURCE_CAP = 3000
+# Below the cap: grade-school maths and code requests are homogeneous, and these keep train near 55% local.
+GSM8K_N = 2200
+CODEGEN_N = 2500
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,7 @@ def t0_records(m: Mirrors, seed: int) -> Iterator[Record]:
 
 def gsm8k_records(m: Mirrors, seed: int) -> Iterator[Record]:
     repo, path = "openai/grade-school-math", "grade_school_math/data/train.jsonl"
-    for row in sample(m.jsonl(repo, path), SOURCE_CAP, rng_for(seed, "gsm8k")):
+    for row in sample(m.jsonl(repo, path), GSM8K_N, rng_for(seed, "gsm8k")):
         q = row["question"]
         yield make(q, "frontier", "reasoning", repo, path, "train", "en", f"gsm8k:{digest(q)}", q)
 
@@ -266,13 +269,13 @@ def gsm8k_records(m: Mirrors, seed: int) -> Iterator[Record]:
 def gpteacher_records(m: Mirrors, seed: int) -> Iterator[Record]:
     repo = "teknium1/GPTeacher"
     files = [
-        ("Codegen/codegen-instruct.json", "codegen", "code"),
-        ("Roleplay/roleplay-simple-deduped-roleplay-instruct.json", "roleplay", "writing"),
+        ("Codegen/codegen-instruct.json", "codegen", "code", CODEGEN_N),
+        ("Roleplay/roleplay-simple-deduped-roleplay-instruct.json", "roleplay", "writing", SOURCE_CAP),
     ]
-    for path, tag, task in files:
+    for path, tag, task, n in files:
         rng = rng_for(seed, f"gpteacher:{tag}")
         rows = [r for r in json.loads(m.text(repo, path)) if r.get("instruction", "").strip()]
-        for row in sample(rows, SOURCE_CAP, rng):
+        for row in sample(rows, n, rng):
             prompt = join_instruction(row["instruction"], row.get("input", ""), rng)
             yield make(prompt, "frontier", task, repo, path, tag, "en", f"gpteacher:{tag}:{digest(prompt)}", prompt)
 
@@ -631,6 +634,170 @@ def dolly_ja_records(m: Mirrors, seed: int) -> Iterator[Record]:
             yield make(prompt, label, task, repo, path, category, "ja", f"dolly_ja:{digest(prompt)}", row["index"])
 
 
+# ------------------------------------------------- composed: a public text + an open-ended instruction (frontier)
+#
+# Without these, every long prompt in the corpus is local (T0 puts a whole article before a narrow question) and
+# every non-English European prompt is local (xSID, SIB-200): a learned router would route by length or language.
+# Here the given text is public (news articles from T0's CNN/DailyMail and XSum templates, GPTeacher code answers,
+# SIB-200 sentences) and the instruction is one of ours, always open-ended (an essay, a plan, an analysis, a port),
+# so the label follows from the instruction. Split groups are the templates (English) and languages (SIB).
+
+ARTICLE_TEMPLATES: list[str] = [
+    "Write a detailed op-ed (about 800 words) responding to the article below and arguing for the opposite "
+    "position.\n\n{ctx}",
+    "{ctx}\n\nBased on this, design a week-long lesson plan for high-school students, with goals, activities and "
+    "an assessment for each day.",
+    "Critically analyse the following text: identify its implicit assumptions, weigh the evidence, and propose "
+    "three counterarguments with reasoning.\n\n{ctx}",
+    "Here is a news story:\n{ctx}\n\nWrite a short fictional story (at least five paragraphs) told from the "
+    "perspective of one of the people involved.",
+    "{ctx}\n\nWhat are the likely second-order consequences of these events over the next ten years? Reason step "
+    "by step through the economic, political and social angles.",
+    "Using the passage below as background, draft a project proposal with milestones, risks and a budget outline."
+    "\n\n{ctx}",
+    "Turn the following text into the opening scene of a screenplay, with dialogue and stage directions.\n\n{ctx}",
+    "Read this and then write a persuasive five-minute speech for a city council meeting that uses its facts.\n\n{ctx}",
+]
+CODE_TEMPLATES: list[str] = [
+    "Refactor this code for readability and performance, explain every change, and add unit tests:\n```\n{ctx}\n```",
+    "```\n{ctx}\n```\nPort this to Rust, keeping the behaviour identical, and explain your ownership decisions.",
+    "Find the bugs and unhandled edge cases in the following code, then give a corrected version and explain each "
+    "fix.\n\n{ctx}",
+    "Explain step by step what this code does, what its time complexity is, and how it could be made faster:\n{ctx}",
+    "{ctx}\n\nExtend this into a small command-line tool with argument parsing, error handling, logging and tests.",
+]
+# Open-ended requests written in the sentence's language: an essay, a plan, an argued opinion.
+NATIVE_OPEN_TEMPLATES: dict[str, list[str]] = {
+    "de": [
+        "Schreibe einen ausführlichen Essay (mindestens 600 Wörter), der von diesem Satz ausgeht und ihn "
+        "kritisch diskutiert:\n\n{ctx}",
+        "{ctx}\n\nEntwirf auf dieser Grundlage einen detaillierten Projektplan mit Zielen, Meilensteinen und Risiken.",
+    ],
+    "fr": [
+        "Rédige un essai argumenté (au moins 600 mots) à partir de cette phrase, en examinant les arguments pour "
+        "et contre :\n\n{ctx}",
+        "{ctx}\n\nÀ partir de cela, élabore un plan de cours détaillé sur une "
+        "semaine, avec objectifs, activités et évaluation.",
+    ],
+    "es": [
+        "Escribe un ensayo detallado (al menos 600 palabras) que parta de esta frase y la analice críticamente:"
+        "\n\n{ctx}",
+        "{ctx}\n\nCon base en esto, diseña un plan de proyecto con objetivos, hitos, riesgos y presupuesto.",
+    ],
+    "it": [
+        "Scrivi un saggio argomentativo (almeno 600 parole) partendo da questa frase:\n\n{ctx}",
+        "{ctx}\n\nSulla base di questo, progetta un piano dettagliato con obiettivi, tappe e rischi.",
+    ],
+    "pt": [
+        "Escreva um ensaio detalhado (pelo menos 600 palavras) a partir desta frase, discutindo-a criticamente:"
+        "\n\n{ctx}",
+        "{ctx}\n\nCom base nisso, elabore um plano de projeto com metas, etapas e riscos.",
+    ],
+    "nl": [
+        "Schrijf een uitgebreid betoog (minstens 600 woorden) dat vertrekt vanuit deze zin:\n\n{ctx}",
+        "{ctx}\n\nOntwerp op basis hiervan een gedetailleerd projectplan met doelen, mijlpalen en risico's.",
+    ],
+    "ru": [
+        "Напиши подробное эссе (не меньше 600 слов), отталкиваясь от этого предложения и критически его "
+        "обсуждая:\n\n{ctx}",
+        "{ctx}\n\nНа основе этого составь подробный план проекта с целями, этапами и рисками.",
+    ],
+    "pl": [
+        "Napisz szczegółowy esej (co najmniej 600 słów), wychodząc od tego zdania:\n\n{ctx}",
+        "{ctx}\n\nNa tej podstawie opracuj szczegółowy plan projektu z celami, etapami i ryzykami.",
+    ],
+    "tr": [
+        "Bu cümleden yola çıkarak ayrıntılı bir deneme yaz (en az 600 kelime) ve eleştirel olarak tartış:\n\n{ctx}",
+        "{ctx}\n\nBuna dayanarak hedefler, aşamalar ve risklerle ayrıntılı bir proje planı hazırla.",
+    ],
+    "zh": [
+        "以这句话为出发点，写一篇不少于800字的议论文，并进行批判性分析：\n\n{ctx}",
+        "{ctx}\n\n请据此制定一份详细的项目计划，包括目标、里程碑和风险。",
+    ],
+    "ja": [
+        "この文を出発点として、批判的に論じる800字以上の小論文を書いてください。\n\n{ctx}",
+        "{ctx}\n\nこれをもとに、目標・マイルストーン・リスクを含む詳細なプロジェクト計画を立ててください。",
+    ],
+    "ko": [
+        "이 문장을 출발점으로 삼아 비판적으로 논하는 600단어 이상의 에세이를 써 주세요.\n\n{ctx}",
+        "{ctx}\n\n이를 바탕으로 목표, 단계, 위험 요소를 포함한 상세한 프로젝트 계획을 세워 주세요.",
+    ],
+    "vi": [
+        "Hãy viết một bài luận chi tiết (ít nhất 600 từ) xuất phát từ câu này và phân tích nó một cách phản biện:"
+        "\n\n{ctx}",
+        "{ctx}\n\nDựa vào đó, hãy lập một kế hoạch dự án chi tiết với mục tiêu, các mốc và rủi ro.",
+    ],
+    "id": [
+        "Tulislah esai yang mendalam (minimal 600 kata) yang berangkat dari kalimat ini:\n\n{ctx}",
+        "{ctx}\n\nBerdasarkan hal ini, susun rencana proyek terperinci dengan tujuan, tahapan, dan risiko.",
+    ],
+}
+ARTICLE_SOURCES = [  # (T0 template file, prefix to strip, suffix to strip)
+    ("cnn_dailymail_3_0_0_news_summary.jsonl", "Summarise the article:\n\n", ""),
+    ("xsum_DOC_tldr.jsonl", "", "\n\nTL;DR:"),
+]
+
+
+def t0_articles(m: Mirrors) -> list[str]:
+    articles = []
+    for name, prefix, suffix in ARTICLE_SOURCES:
+        for row in m.jsonl(T0_REPO, f"{T0_DIR}/{name}"):
+            text = row["prompt"].strip()
+            if text.startswith(prefix.strip()) and text.endswith(suffix.strip()):
+                articles.append(text.removeprefix(prefix.strip()).removesuffix(suffix.strip()).strip())
+    return articles
+
+
+def composed_article_records(m: Mirrors, seed: int, n: int = 500) -> Iterator[Record]:
+    rng = rng_for(seed, "composed:articles")
+    path = f"{T0_DIR}/{{{','.join(name for name, _, _ in ARTICLE_SOURCES)}}}"
+    for i, article in enumerate(sample(t0_articles(m), n, rng)):
+        t = rng.randrange(len(ARTICLE_TEMPLATES))
+        prompt = ARTICLE_TEMPLATES[t].format(ctx=article)
+        task = ("writing", "planning", "reasoning", "writing", "reasoning", "planning", "writing", "writing")[t]
+        yield make(
+            prompt,
+            "frontier",
+            task,
+            T0_REPO,
+            path,
+            f"composed/article-template{t}",
+            "en",
+            f"composed_article:t{t}",
+            str(i),
+        )
+
+
+def composed_code_records(m: Mirrors, seed: int, n: int = 400) -> Iterator[Record]:
+    repo, path = "teknium1/GPTeacher", "Codegen/codegen-instruct.json"
+    rng = rng_for(seed, "composed:code")
+    answers = [r["response"] for r in json.loads(m.text(repo, path)) if r.get("response", "").count("\n") >= 4]
+    for i, code in enumerate(sample(answers, n, rng)):
+        t = rng.randrange(len(CODE_TEMPLATES))
+        prompt = CODE_TEMPLATES[t].format(ctx=code.strip())
+        yield make(
+            prompt, "frontier", "code", repo, path, f"composed/code-template{t}", "en", f"composed_code:t{t}", str(i)
+        )
+
+
+def composed_native_records(m: Mirrors, seed: int, per_lang: int = 25) -> Iterator[Record]:
+    repo = "dadelani/sib-200"
+    for code, lang in sorted(SIB_LANGS.items()):
+        if lang not in NATIVE_OPEN_TEMPLATES:
+            continue
+        path = f"{SIB_DIR}/{code}/train.tsv"
+        rng = rng_for(seed, f"composed:sib:{code}")
+        rows = [r["text"] for r in csv.DictReader(io.StringIO(m.text(repo, path)), delimiter="\t")]
+        for text in sample(rows, per_lang, rng):
+            t = rng.randrange(len(NATIVE_OPEN_TEMPLATES[lang]))
+            prompt = NATIVE_OPEN_TEMPLATES[lang][t].format(ctx=text)
+            task = ("writing", "planning")[t]
+            # same language groups as the SIB classification prompts, so a held-out language is held out for both
+            yield make(
+                prompt, "frontier", task, repo, path, f"composed/{code}/open-template{t}", lang, f"sib:{code}", text
+            )
+
+
 # ------------------------------------------------------------------------------- multilingual maths (MGSM train)
 
 MGSM_DIR = "mgsm"
@@ -802,6 +969,9 @@ TRAIN_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
     "sib200": sib_records,
     "oasst": oasst_records,
     "dolly_ja": dolly_ja_records,
+    "composed_articles": composed_article_records,
+    "composed_code": composed_code_records,
+    "composed_native": composed_native_records,
     "mgsm_train": mgsm_train_records,
 }
 REPORT_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
