@@ -291,8 +291,8 @@ def digest(text: str) -> str:
 # (open questions, writing, planning, code, maths) is FRONTIER.
 NARROW_CUES: list[tuple[str, str]] = [
     (
-        r"\b(rewrite|rewritten|rephrase|paraphrase|proofread|correct the|fix the (grammar|spelling))\b"
-        r"|改写|重写|纠正|润色",
+        r"\b(rewrite|rewritten|rephrase|paraphrase|proofread|translate|correct the|fix the (grammar|spelling))\b"
+        r"|改写|重写|纠正|润色|翻译",
         "writing",
     ),
     (
@@ -320,6 +320,7 @@ OPEN_CUES: list[tuple[str, str]] = [
 ]
 SHORT_ANSWER_CHARS = 200
 MIN_TEXT_TO_SUMMARISE = 100
+MAX_TEXT_TO_REWRITE = 1000
 
 
 def first_match(text: str, cues: list[tuple[str, str]]) -> str | None:
@@ -340,7 +341,8 @@ OPEN_VETO = re.compile(
 
 def rule_label(instruction: str, given: str, answer: str, is_classification: bool) -> tuple[str, str]:
     narrow = "classification" if is_classification else first_match(instruction, NARROW_CUES)
-    short = is_classification or len(answer) <= SHORT_ANSWER_CHARS or narrow != "writing"
+    # a rewrite/translation is narrow only when short: of a sentence or a paragraph, not of a whole document
+    short = narrow != "writing" or (len(answer) <= SHORT_ANSWER_CHARS and len(given) <= MAX_TEXT_TO_REWRITE)
     # a summary needs a text to summarise: a bare title ("The Shining") means recalling the plot from knowledge
     enough = len(given.strip()) >= (MIN_TEXT_TO_SUMMARISE if narrow == "summarization" else 1)
     if narrow and enough and short and not OPEN_VETO.search(instruction + "\n" + given[:2000]):
@@ -732,6 +734,66 @@ NATIVE_OPEN_TEMPLATES: dict[str, list[str]] = {
         "{ctx}\n\nBerdasarkan hal ini, susun rencana proyek terperinci dengan tujuan, tahapan, dan risiko.",
     ],
 }
+# Narrow requests in the same languages, over the same sentences: translate one sentence, pull out its names and
+# numbers. With NATIVE_OPEN_TEMPLATES this makes the instruction, not the language, decide the label.
+NATIVE_NARROW_TEMPLATES: dict[str, list[tuple[str, str]]] = {
+    "de": [
+        ("Übersetze diesen Satz ins Englische:\n{ctx}", "writing"),
+        ("Nenne alle Personen, Orte und Zahlen, die in diesem Satz vorkommen:\n{ctx}", "extraction"),
+    ],
+    "fr": [
+        ("Traduis cette phrase en anglais :\n{ctx}", "writing"),
+        ("Liste toutes les personnes, lieux et nombres mentionnés dans cette phrase :\n{ctx}", "extraction"),
+    ],
+    "es": [
+        ("Traduce esta frase al inglés:\n{ctx}", "writing"),
+        ("Enumera todas las personas, lugares y cifras que aparecen en esta frase:\n{ctx}", "extraction"),
+    ],
+    "it": [
+        ("Traduci questa frase in inglese:\n{ctx}", "writing"),
+        ("Elenca tutte le persone, i luoghi e i numeri citati in questa frase:\n{ctx}", "extraction"),
+    ],
+    "pt": [
+        ("Traduza esta frase para o inglês:\n{ctx}", "writing"),
+        ("Liste todas as pessoas, lugares e números mencionados nesta frase:\n{ctx}", "extraction"),
+    ],
+    "nl": [
+        ("Vertaal deze zin naar het Engels:\n{ctx}", "writing"),
+        ("Noem alle personen, plaatsen en getallen die in deze zin voorkomen:\n{ctx}", "extraction"),
+    ],
+    "ru": [
+        ("Переведи это предложение на английский:\n{ctx}", "writing"),
+        ("Перечисли всех людей, места и числа, упомянутые в этом предложении:\n{ctx}", "extraction"),
+    ],
+    "pl": [
+        ("Przetłumacz to zdanie na angielski:\n{ctx}", "writing"),
+        ("Wypisz wszystkie osoby, miejsca i liczby wymienione w tym zdaniu:\n{ctx}", "extraction"),
+    ],
+    "tr": [
+        ("Bu cümleyi İngilizceye çevir:\n{ctx}", "writing"),
+        ("Bu cümlede geçen tüm kişileri, yerleri ve sayıları listele:\n{ctx}", "extraction"),
+    ],
+    "zh": [
+        ("把这句话翻译成英文：\n{ctx}", "writing"),
+        ("提取这句话中出现的所有人名、地名和数字：\n{ctx}", "extraction"),
+    ],
+    "ja": [
+        ("この文を英語に翻訳してください：\n{ctx}", "writing"),
+        ("この文に出てくる人名・地名・数字をすべて抜き出してください：\n{ctx}", "extraction"),
+    ],
+    "ko": [
+        ("이 문장을 영어로 번역해 주세요:\n{ctx}", "writing"),
+        ("이 문장에 나오는 사람, 장소, 숫자를 모두 뽑아 주세요:\n{ctx}", "extraction"),
+    ],
+    "vi": [
+        ("Dịch câu này sang tiếng Anh:\n{ctx}", "writing"),
+        ("Liệt kê tất cả tên người, địa danh và con số xuất hiện trong câu này:\n{ctx}", "extraction"),
+    ],
+    "id": [
+        ("Terjemahkan kalimat ini ke dalam bahasa Inggris:\n{ctx}", "writing"),
+        ("Sebutkan semua nama orang, tempat, dan angka yang muncul dalam kalimat ini:\n{ctx}", "extraction"),
+    ],
+}
 ARTICLE_SOURCES = [  # (T0 template file, prefix to strip, suffix to strip)
     ("cnn_dailymail_3_0_0_news_summary.jsonl", "Summarise the article:\n\n", ""),
     ("xsum_DOC_tldr.jsonl", "", "\n\nTL;DR:"),
@@ -781,6 +843,7 @@ def composed_code_records(m: Mirrors, seed: int, n: int = 400) -> Iterator[Recor
 
 
 def composed_native_records(m: Mirrors, seed: int, per_lang: int = 25) -> Iterator[Record]:
+    """Per language: open-ended (frontier) and narrow (local) requests written around SIB-200 sentences."""
     repo = "dadelani/sib-200"
     for code, lang in sorted(SIB_LANGS.items()):
         if lang not in NATIVE_OPEN_TEMPLATES:
@@ -788,14 +851,18 @@ def composed_native_records(m: Mirrors, seed: int, per_lang: int = 25) -> Iterat
         path = f"{SIB_DIR}/{code}/train.tsv"
         rng = rng_for(seed, f"composed:sib:{code}")
         rows = [r["text"] for r in csv.DictReader(io.StringIO(m.text(repo, path)), delimiter="\t")]
-        for text in sample(rows, per_lang, rng):
+        chosen = sample(rows, 2 * per_lang, rng)
+        # same groups as the SIB classification prompts: a held-out language is held out for all three kinds
+        for i, text in enumerate(chosen[:per_lang]):
             t = rng.randrange(len(NATIVE_OPEN_TEMPLATES[lang]))
             prompt = NATIVE_OPEN_TEMPLATES[lang][t].format(ctx=text)
-            task = ("writing", "planning")[t]
-            # same language groups as the SIB classification prompts, so a held-out language is held out for both
-            yield make(
-                prompt, "frontier", task, repo, path, f"composed/{code}/open-template{t}", lang, f"sib:{code}", text
-            )
+            tag = f"composed/{code}/open-template{t}"
+            yield make(prompt, "frontier", ("writing", "planning")[t], repo, path, tag, lang, f"sib:{code}", str(i))
+        for i, text in enumerate(chosen[per_lang:]):
+            t = rng.randrange(len(NATIVE_NARROW_TEMPLATES[lang]))
+            template, task = NATIVE_NARROW_TEMPLATES[lang][t]
+            tag = f"composed/{code}/narrow-template{t}"
+            yield make(template.format(ctx=text), "local", task, repo, path, tag, lang, f"sib:{code}", str(i))
 
 
 # ------------------------------------------------------------------------------- multilingual maths (MGSM train)
@@ -939,6 +1006,7 @@ BELLE_LOCAL = {
     "summarization": "summarization",
     "rewrite": "writing",
 }
+BELLE_EXPAND = re.compile(r"扩写|续写|扩展|扩充")
 BELLE_FRONTIER = {
     "open qa": "general",
     "brainstorming": "planning",
@@ -953,6 +1021,8 @@ def belle_eval_report(m: Mirrors, seed: int) -> Iterator[Record]:
     for i, row in enumerate(m.jsonl(repo, path)):
         cat = row["class"].replace("\xa0", " ")
         label, task = ("local", BELLE_LOCAL[cat]) if cat in BELLE_LOCAL else ("frontier", BELLE_FRONTIER[cat])
+        if cat == "rewrite" and BELLE_EXPAND.search(row["question"]):
+            label, task = "frontier", "writing"  # "expand / continue this text" is open-ended generation
         yield make(row["question"], label, task, repo, path, cat, "zh", "belle-eval", str(i))
 
 
