@@ -292,16 +292,17 @@ def digest(text: str) -> str:
 NARROW_CUES: list[tuple[str, str]] = [
     (
         r"\b(rewrite|rewritten|rephrase|paraphrase|proofread|translate|correct the|fix the (grammar|spelling))\b"
-        r"|改写|重写|纠正|润色|翻译",
+        r"|改写|重写|纠正|润色|翻译|转述",
         "writing",
     ),
     (
         r"classif|categori[sz]e|(which|what|correct|right|best) category|sentiment|\btones?\b|\blabel\b"
-        r"|is (it|this|the \w+) (positive|negative)|分类|类别|情感|判断",
+        r"|is (it|this|the \w+) (positive|negative)|\bdetect|分类|类别|情感|判断|检测|词性",
         "classification",
     ),
     (
-        r"\bextract|\bidentify\b|find (all|every)|\blist (all|the) \w+ (in|from|mentioned)|\bparse\b|提取|抽取|找出",
+        r"\bextract|\bidentify\b|find (all|every)|\blist (all|the) \w+ (in|from|mentioned)|\bparse\b"
+        r"|提取|抽取|找出|识别",
         "extraction",
     ),
     (r"summar|\btl;?dr\b|\bgist\b|总结|摘要|概括", "summarization"),
@@ -339,12 +340,18 @@ OPEN_VETO = re.compile(
 )
 
 
+def text_size(text: str) -> int:
+    """Length in Latin-character equivalents: a CJK character carries about as much as three Latin ones."""
+    text = text.strip()
+    return len(text) + 2 * sum(1 for ch in text if ord(ch) >= 0x2E80)
+
+
 def rule_label(instruction: str, given: str, answer: str, is_classification: bool) -> tuple[str, str]:
     narrow = "classification" if is_classification else first_match(instruction, NARROW_CUES)
     # a rewrite/translation is narrow only when short: of a sentence or a paragraph, not of a whole document
     short = narrow != "writing" or (len(answer) <= SHORT_ANSWER_CHARS and len(given) <= MAX_TEXT_TO_REWRITE)
     # a summary needs a text to summarise: a bare title ("The Shining") means recalling the plot from knowledge
-    enough = len(given.strip()) >= (MIN_TEXT_TO_SUMMARISE if narrow == "summarization" else 1)
+    enough = text_size(given) >= (MIN_TEXT_TO_SUMMARISE if narrow == "summarization" else 1)
     if narrow and enough and short and not OPEN_VETO.search(instruction + "\n" + given[:2000]):
         return "local", narrow
     return "frontier", first_match(instruction, OPEN_CUES) or "general"
@@ -567,7 +574,7 @@ def sib_records(m: Mirrors, seed: int, per_lang: int = 40) -> Iterator[Record]:
             labels = choose_labels(topic, pool, rng, 3, len(pool))
             prompt = classify_prompt(template, text, labels, rng)
             tag = f"train/{code}/{'native' if own else 'en'}-template"
-            yield make(prompt, "local", "classification", repo, path, tag, lang, f"sib:{code}", text)
+            yield make(prompt, "local", "classification", repo, path, tag, lang, f"sib:{lang}", text)
 
 
 # ------------------------------------------------------------------- real user prompts (Open-Assistant, English)
@@ -857,12 +864,12 @@ def composed_native_records(m: Mirrors, seed: int, per_lang: int = 25) -> Iterat
             t = rng.randrange(len(NATIVE_OPEN_TEMPLATES[lang]))
             prompt = NATIVE_OPEN_TEMPLATES[lang][t].format(ctx=text)
             tag = f"composed/{code}/open-template{t}"
-            yield make(prompt, "frontier", ("writing", "planning")[t], repo, path, tag, lang, f"sib:{code}", str(i))
+            yield make(prompt, "frontier", ("writing", "planning")[t], repo, path, tag, lang, f"sib:{lang}", str(i))
         for i, text in enumerate(chosen[per_lang:]):
             t = rng.randrange(len(NATIVE_NARROW_TEMPLATES[lang]))
             template, task = NATIVE_NARROW_TEMPLATES[lang][t]
             tag = f"composed/{code}/narrow-template{t}"
-            yield make(template.format(ctx=text), "local", task, repo, path, tag, lang, f"sib:{code}", str(i))
+            yield make(template.format(ctx=text), "local", task, repo, path, tag, lang, f"sib:{lang}", str(i))
 
 
 # ------------------------------------------------------------------------------- multilingual maths (MGSM train)
