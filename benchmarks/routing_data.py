@@ -101,41 +101,30 @@ class Mirrors:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def text(self, repo: str, path: str) -> str:
-        pinned = REPOS[repo]
+    def git(self, repo: str, *args: str, stdin: bytes | None = None) -> bytes:
         git_dir = self.root / repo.replace("/", "+") / "repo"
-        out = subprocess.run(
-            ["git", "-C", str(git_dir), "show", f"{pinned.commit}:{path}"], capture_output=True, check=False
-        )
+        if not git_dir.is_dir():
+            raise SystemExit(f"no mirror of {repo} at {git_dir}: fetch github:{repo} first")
+        out = subprocess.run(["git", "-C", str(git_dir), *args], input=stdin, capture_output=True, check=False)
         if out.returncode != 0:
-            raise SystemExit(f"cannot read {repo}@{pinned.commit[:10]}:{path}: {out.stderr.decode().strip()}")
-        return out.stdout.decode("utf-8")
+            raise SystemExit(f"git {' '.join(args)[:200]} failed in {repo}: {out.stderr.decode().strip()}")
+        return out.stdout
+
+    def text(self, repo: str, path: str) -> str:
+        return self.git(repo, "show", f"{REPOS[repo].commit}:{path}").decode("utf-8")
 
     def listdir(self, repo: str, folder: str) -> list[str]:
-        pinned = REPOS[repo]
-        git_dir = self.root / repo.replace("/", "+") / "repo"
-        out = subprocess.run(
-            ["git", "-C", str(git_dir), "ls-tree", "--name-only", f"{pinned.commit}:{folder}"],
-            capture_output=True,
-            check=True,
-        )
-        return sorted(out.stdout.decode().split())
+        return sorted(self.git(repo, "ls-tree", "--name-only", f"{REPOS[repo].commit}:{folder}").decode().splitlines())
 
     def texts(self, repo: str, folder: str) -> Iterator[tuple[str, str]]:
         """(name, text) of every file in a folder, through one `git cat-file --batch` (thousands of small files).
 
         Asks by blob id: asking by commit:path makes git walk the 15k-entry tree once per file.
         """
-        git_dir = str(self.root / repo.replace("/", "+") / "repo")
-        tree = subprocess.run(
-            ["git", "-C", git_dir, "ls-tree", f"{REPOS[repo].commit}:{folder}"], capture_output=True, check=True
-        )
-        entries = sorted((line.split("\t")[1], line.split()[2]) for line in tree.stdout.decode().splitlines())
-        specs = "".join(f"{blob}\n" for _, blob in entries).encode()
-        out = subprocess.run(
-            ["git", "-C", git_dir, "cat-file", "--batch"], input=specs, capture_output=True, check=True
-        )
-        buf, pos = out.stdout, 0
+        tree = self.git(repo, "ls-tree", f"{REPOS[repo].commit}:{folder}").decode()
+        entries = sorted((line.split("\t")[1], line.split()[2]) for line in tree.splitlines())
+        buf = self.git(repo, "cat-file", "--batch", stdin="".join(f"{blob}\n" for _, blob in entries).encode())
+        pos = 0
         for name, _ in entries:
             header_end = buf.index(b"\n", pos)
             size = int(buf[pos:header_end].split()[2])
@@ -156,7 +145,8 @@ def sample(rows: list, k: int, rng: random.Random) -> list:
 
 
 def make(prompt: str, label: str, task: str, repo: str, path: str, tag: str, lang: str, group: str, key: str) -> Record:
-    assert label in ("local", "frontier") and task in TASKS, (label, task)
+    if label not in ("local", "frontier") or task not in TASKS:
+        raise ValueError(f"bad label/task {label!r}/{task!r} for {repo}:{path}#{tag}")
     source = f"{repo}:{path}#{tag}"
     rid = hashlib.sha256(f"{source}|{key}|{prompt}".encode()).hexdigest()[:16]
     return Record(rid, prompt.strip(), label, task, source, REPOS[repo].licence, lang, group)
@@ -357,11 +347,10 @@ def rule_label(instruction: str, given: str, answer: str, is_classification: boo
     return "frontier", first_match(instruction, OPEN_CUES) or "general"
 
 
-def seed_task_records(
-    m: Mirrors, seed: int, repo: str, path: str, lang: str, tag: str, rows: list[dict] | None = None
-) -> Iterator[Record]:
+def seed_task_records(m: Mirrors, seed: int, repo: str, path: str, lang: str, tag: str) -> Iterator[Record]:
+    """Self-instruct style tasks (instruction + instances), labelled by the stated rule."""
     rng = rng_for(seed, f"{tag}:{path}")
-    for row in rows if rows is not None else m.jsonl(repo, path):
+    for row in m.jsonl(repo, path):
         instance = (row.get("instances") or [{}])[0]
         given, answer = instance.get("input", ""), instance.get("output", "")
         label, task = rule_label(row["instruction"], given, answer, bool(row.get("is_classification")))
@@ -643,13 +632,14 @@ def dolly_ja_records(m: Mirrors, seed: int) -> Iterator[Record]:
             yield make(prompt, label, task, repo, path, category, "ja", f"dolly_ja:{digest(prompt)}", row["index"])
 
 
-# ------------------------------------------------- composed: a public text + an open-ended instruction (frontier)
+# --------------------------------------------------------- composed: a public text + an instruction of ours
 #
 # Without these, every long prompt in the corpus is local (T0 puts a whole article before a narrow question) and
 # every non-English European prompt is local (xSID, SIB-200): a learned router would route by length or language.
 # Here the given text is public (news articles from T0's CNN/DailyMail and XSum templates, GPTeacher code answers,
-# SIB-200 sentences) and the instruction is one of ours, always open-ended (an essay, a plan, an analysis, a port),
-# so the label follows from the instruction. Split groups are the templates (English) and languages (SIB).
+# SIB-200 sentences) and the instruction is ours: open-ended (an essay, a plan, an analysis, a port) -> frontier,
+# or, for the SIB sentences, also narrow (translate it, list its names) -> local. The instruction alone decides the
+# label. Split groups are the templates (English) and the languages (SIB).
 
 ARTICLE_TEMPLATES: list[str] = [
     "Write a detailed op-ed (about 800 words) responding to the article below and arguing for the opposite "
