@@ -373,20 +373,25 @@ _load_lexicon(_build_table())
 
 
 # -- learned router: hashed n-grams + linear heads -----------------------------------------------------------
-# Twin: router/_fastpath_py.py `hashed_buckets` and `LinearRouter`. A text becomes a sequence of feature hashes:
-# each word (case-folded, digits folded to 0), each pair of adjacent words, and the first 5 characters of each
-# longer word (so inflections share a feature across languages). CJK-range characters are words of their own.
-# Feature i lands in bucket (mix(h) >> (64 - bits)); a head's logit is the sum of its weights at those buckets
-# divided by sqrt(n), plus a weight per dense feature of _scan, plus a bias. Same order, same doubles as the twin.
+# Twin: router/_fastpath_py.py `hashed_buckets` and `LinearRouter`. A text becomes two families of feature hashes.
+# Words: each word (case-folded, digits folded to 0), each pair of adjacent words, and the first 5 characters of
+# each longer word. Characters: the 3- and 4-grams of each word padded with a space on both sides, which carry
+# meaning across inflections, compounds and languages the word features have never seen. CJK-range characters
+# are words of their own. A feature lands in bucket (hash * MIX) >> (64 - bits). The binary head's logit is
+# bias + sum(word weights) / sqrt(n_words) + sum(char weights) / sqrt(n_chars) + dense weights x _scan features;
+# the task head reads the word family only. Same order, same doubles as the twin.
 
 from libc.math cimport sqrt
 
 cdef uint64_t MIX = 0x9E3779B97F4A7C15ULL
 cdef uint64_t SEED_BIGRAM = 0x51ED270B3A2C1F37ULL
 cdef uint64_t SEED_PREFIX = 0x2545F4914F6CDD1DULL
+cdef uint64_t SEED_TRI = 0x9FB21C651E98DF25ULL
+cdef uint64_t SEED_QUAD = 0xC13FA9A902A6328FULL
 DEF PREFIX = 5
+DEF PAD = 32
 DEF MAX_TASKS = 32
-DEF MAX_FEATURES = 4096  # a prompt's first 4096 features decide; longer texts add only length
+DEF MAX_FEATURES = 4096  # per family: a prompt's first 4096 features decide; longer texts add only length
 
 
 cdef inline unsigned int _fold(unsigned int c) noexcept nogil:
@@ -418,13 +423,33 @@ cdef inline int _hash_class(unsigned int c) noexcept nogil:
 
 cdef struct _Hasher:
     uint64_t h, prefix, prev
-    Py_ssize_t wlen, n, cap
+    unsigned int c1, c2, c3  # the last three padded characters of the current word, c1 the latest
+    Py_ssize_t wlen, padded, n, nc
     bint has_prev
     uint64_t* out
+    uint64_t* chars
+
+
+cdef inline uint64_t _gram(uint64_t seed, unsigned int a, unsigned int b, unsigned int c) noexcept nogil:
+    return ((((FNV_OFFSET ^ seed) ^ a) * FNV_PRIME ^ b) * FNV_PRIME ^ c) * FNV_PRIME
+
+
+cdef inline void _push_char(_Hasher* s, unsigned int c) noexcept nogil:
+    """One more character of the padded word: emit the 3-gram and the 4-gram it ends."""
+    if s.padded >= 2 and s.nc < MAX_FEATURES:
+        s.chars[s.nc] = _gram(SEED_TRI, s.c2, s.c1, c) * MIX
+        s.nc += 1
+    if s.padded >= 3 and s.nc < MAX_FEATURES:
+        s.chars[s.nc] = ((_gram(SEED_QUAD, s.c3, s.c2, s.c1) ^ c) * FNV_PRIME) * MIX
+        s.nc += 1
+    s.c3 = s.c2
+    s.c2 = s.c1
+    s.c1 = c
+    s.padded += 1
 
 
 cdef inline void _emit(_Hasher* s, uint64_t v) noexcept nogil:
-    if s.n < s.cap:
+    if s.n < MAX_FEATURES:
         s.out[s.n] = v * MIX
         s.n += 1
 
@@ -432,6 +457,7 @@ cdef inline void _emit(_Hasher* s, uint64_t v) noexcept nogil:
 cdef inline void _end_word(_Hasher* s) noexcept nogil:
     if s.wlen == 0:
         return
+    _push_char(s, PAD)
     _emit(s, s.h)
     if s.has_prev:
         _emit(s, (s.prev * MIX) ^ s.h ^ SEED_BIGRAM)
@@ -440,62 +466,63 @@ cdef inline void _end_word(_Hasher* s) noexcept nogil:
     s.prev = s.h
     s.has_prev = 1
     s.wlen = 0
+    s.padded = 0
     s.h = FNV_OFFSET
+
+
+cdef inline void _word_char(_Hasher* s, unsigned int f) noexcept nogil:
+    if s.wlen == 0:
+        _push_char(s, PAD)
+    _push_char(s, f)
+    s.h = (s.h ^ f) * FNV_PRIME
+    s.wlen += 1
+    if s.wlen == PREFIX:
+        s.prefix = s.h
 
 
 cdef inline void _hash_step(_Hasher* s, unsigned int c) noexcept nogil:
     cdef int cls = _hash_class(c)
     if cls == 1:
-        s.h = (s.h ^ _fold(c)) * FNV_PRIME
-        s.wlen += 1
-        if s.wlen == PREFIX:
-            s.prefix = s.h
+        _word_char(s, _fold(c))
         return
     _end_word(s)
     if cls == 2:
-        s.h = (s.h ^ c) * FNV_PRIME
-        s.wlen = 1
+        _word_char(s, c)
         _end_word(s)
 
 
-cdef Py_ssize_t _hash_text(str text, uint64_t* out, Py_ssize_t cap) noexcept:
-    cdef _Hasher s
+cdef void _hash_text(str text, _Hasher* s) noexcept:
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
     cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(text)
     s.h = FNV_OFFSET
-    s.prefix = 0
-    s.prev = 0
-    s.wlen = 0
-    s.n = 0
-    s.cap = cap
+    s.prefix = s.prev = 0
+    s.c1 = s.c2 = s.c3 = 0
+    s.wlen = s.padded = s.n = s.nc = 0
     s.has_prev = 0
-    s.out = out
-    if kind == 1:
-        for i in range(n):
-            if s.n >= cap:
-                break
-            _hash_step(&s, (<const uint8_t*>data)[i])
-    elif kind == 2:
-        for i in range(n):
-            if s.n >= cap:
-                break
-            _hash_step(&s, (<const uint16_t*>data)[i])
-    else:
-        for i in range(n):
-            if s.n >= cap:
-                break
-            _hash_step(&s, (<const uint32_t*>data)[i])
-    _end_word(&s)
-    return s.n
+    for i in range(n):
+        if s.n >= MAX_FEATURES and s.nc >= MAX_FEATURES:
+            break
+        if kind == 1:
+            _hash_step(s, (<const uint8_t*>data)[i])
+        elif kind == 2:
+            _hash_step(s, (<const uint16_t*>data)[i])
+        else:
+            _hash_step(s, (<const uint32_t*>data)[i])
+    _end_word(s)
 
 
 def hashed_buckets(str text not None, int bits):
-    """The buckets (0 .. 2**bits - 1) of the text's hashed features, in order: what the router's heads read."""
-    cdef uint64_t out[MAX_FEATURES]
-    cdef Py_ssize_t i, n = _hash_text(text, out, MAX_FEATURES)
+    """(word buckets, character buckets), each in 0 .. 2**bits - 1, in order: what the router's heads read."""
+    cdef uint64_t words[MAX_FEATURES]
+    cdef uint64_t chars[MAX_FEATURES]
+    cdef _Hasher s
+    cdef Py_ssize_t i
     cdef int shift = 64 - bits
-    return [<Py_ssize_t>(out[i] >> shift) for i in range(n)]
+    s.out = words
+    s.chars = chars
+    _hash_text(text, &s)
+    return [<Py_ssize_t>(words[i] >> shift) for i in range(s.n)], [<Py_ssize_t>(chars[i] >> shift) for i in range(s.nc)]
 
 
 cdef class LinearRouter:
@@ -534,27 +561,33 @@ cdef class LinearRouter:
     def predict(self, str text not None):
         """(p_frontier, task index, estimated tokens)."""
         cdef double f[N_FEAT]
-        cdef Py_ssize_t tokens, i, n
-        cdef uint64_t out[MAX_FEATURES]
-        cdef double z, norm, best_z, zt
+        cdef Py_ssize_t tokens, i, row
+        cdef uint64_t words[MAX_FEATURES]
+        cdef uint64_t chars[MAX_FEATURES]
+        cdef _Hasher s
+        cdef double z, zc, norm, best_z, zt
         cdef double zs[MAX_TASKS]
-        cdef Py_ssize_t row
         cdef int j, best = 0
         cdef int shift = 64 - self._bits, tshift = 64 - self._task_bits
         _scan(text, f, &tokens)
-        n = _hash_text(text, out, MAX_FEATURES)
-        norm = sqrt(<double>(n if n > 0 else 1))
+        s.out = words
+        s.chars = chars
+        _hash_text(text, &s)
         z = 0.0
-        for i in range(n):
-            z = z + self._bw[out[i] >> shift]
-        z = self._bb + z / norm
+        for i in range(s.n):
+            z = z + self._bw[words[i] >> shift]
+        zc = 0.0
+        for i in range(s.nc):
+            zc = zc + self._bw[chars[i] >> shift]
+        norm = sqrt(<double>(s.n if s.n > 0 else 1))
+        z = self._bb + z / norm + zc / sqrt(<double>(s.nc if s.nc > 0 else 1))
         for i in range(N_FEAT):
             z = z + self._bd[i] * f[i]
         z = 50.0 if z > 50.0 else (-50.0 if z < -50.0 else z)
         for j in range(self._k):
             zs[j] = 0.0
-        for i in range(n):  # bucket-major: one cache line per feature for all K classes
-            row = <Py_ssize_t>(out[i] >> tshift)
+        for i in range(s.n):  # bucket-major: one cache line per feature for all K classes
+            row = <Py_ssize_t>(words[i] >> tshift)
             for j in range(self._k):
                 zs[j] = zs[j] + self._tw[row, j]
         best_z = -1e300

@@ -201,7 +201,10 @@ def features(text: str) -> tuple[tuple[float, ...], int, int]:
 MIX = 0x9E3779B97F4A7C15
 SEED_BIGRAM = 0x51ED270B3A2C1F37
 SEED_PREFIX = 0x2545F4914F6CDD1D
+SEED_TRI = 0x9FB21C651E98DF25
+SEED_QUAD = 0xC13FA9A902A6328F
 PREFIX = 5
+PAD = 32
 MAX_FEATURES = 4096
 MAX_TASKS = 32
 
@@ -232,48 +235,80 @@ def _hash_class(c: int) -> int:
     return 2
 
 
-def _hash_text(text: str) -> list[int]:
-    out: list[int] = []
-    h, prefix, prev, wlen, has_prev = FNV_OFFSET, 0, 0, 0, False
+def _step(h: int, c: int) -> int:
+    return ((h ^ c) * FNV_PRIME) & MASK64
 
-    def emit(v: int) -> None:
-        if len(out) < MAX_FEATURES:
-            out.append((v * MIX) & MASK64)
 
-    def end_word() -> None:
-        nonlocal h, prev, wlen, has_prev
-        if wlen == 0:
+class _Hasher:
+    """The compiled hasher's state machine, one character at a time."""
+
+    def __init__(self) -> None:
+        self.words: list[int] = []
+        self.chars: list[int] = []
+        self.h, self.prefix, self.prev = FNV_OFFSET, 0, 0
+        self.c1 = self.c2 = self.c3 = 0
+        self.wlen = self.padded = 0
+        self.has_prev = False
+
+    def push_char(self, c: int) -> None:
+        if self.padded >= 2 and len(self.chars) < MAX_FEATURES:
+            tri = _step(_step(_step(FNV_OFFSET ^ SEED_TRI, self.c2), self.c1), c)
+            self.chars.append((tri * MIX) & MASK64)
+        if self.padded >= 3 and len(self.chars) < MAX_FEATURES:
+            quad = _step(_step(_step(_step(FNV_OFFSET ^ SEED_QUAD, self.c3), self.c2), self.c1), c)
+            self.chars.append((quad * MIX) & MASK64)
+        self.c3, self.c2, self.c1 = self.c2, self.c1, c
+        self.padded += 1
+
+    def emit(self, v: int) -> None:
+        if len(self.words) < MAX_FEATURES:
+            self.words.append((v * MIX) & MASK64)
+
+    def end_word(self) -> None:
+        if self.wlen == 0:
             return
-        emit(h)
-        if has_prev:
-            emit(((prev * MIX) & MASK64) ^ h ^ SEED_BIGRAM)
-        if wlen > PREFIX:
-            emit(prefix ^ SEED_PREFIX)
-        prev, has_prev, wlen, h = h, True, 0, FNV_OFFSET
+        self.push_char(PAD)
+        self.emit(self.h)
+        if self.has_prev:
+            self.emit(((self.prev * MIX) & MASK64) ^ self.h ^ SEED_BIGRAM)
+        if self.wlen > PREFIX:
+            self.emit(self.prefix ^ SEED_PREFIX)
+        self.prev, self.has_prev = self.h, True
+        self.wlen = self.padded = 0
+        self.h = FNV_OFFSET
 
+    def word_char(self, f: int) -> None:
+        if self.wlen == 0:
+            self.push_char(PAD)
+        self.push_char(f)
+        self.h = _step(self.h, f)
+        self.wlen += 1
+        if self.wlen == PREFIX:
+            self.prefix = self.h
+
+
+def _hash_text(text: str) -> tuple[list[int], list[int]]:
+    s = _Hasher()
     for ch in text:
-        if len(out) >= MAX_FEATURES:
+        if len(s.words) >= MAX_FEATURES and len(s.chars) >= MAX_FEATURES:
             break
         c = ord(ch)
         cls = _hash_class(c)
         if cls == 1:
-            h = ((h ^ _fold(c)) * FNV_PRIME) & MASK64
-            wlen += 1
-            if wlen == PREFIX:
-                prefix = h
+            s.word_char(_fold(c))
             continue
-        end_word()
+        s.end_word()
         if cls == 2:
-            h = ((h ^ c) * FNV_PRIME) & MASK64
-            wlen = 1
-            end_word()
-    end_word()
-    return out
+            s.word_char(c)
+            s.end_word()
+    s.end_word()
+    return s.words, s.chars
 
 
-def hashed_buckets(text: str, bits: int) -> list[int]:
+def hashed_buckets(text: str, bits: int) -> tuple[list[int], list[int]]:
     shift = 64 - bits
-    return [v >> shift for v in _hash_text(text)]
+    words, chars = _hash_text(text)
+    return [v >> shift for v in words], [v >> shift for v in chars]
 
 
 def _log2(n: int) -> int:
@@ -311,19 +346,21 @@ class LinearRouter:
 
     def predict(self, text: str) -> tuple[float, int, int]:
         f, _, tokens = _scan(text)
-        hashes = _hash_text(text)
-        n = len(hashes)
-        norm = math.sqrt(float(n if n > 0 else 1))
+        words, chars = _hash_text(text)
         shift, tshift = 64 - self._bits, 64 - self._task_bits
         z = 0.0
-        for v in hashes:
+        for v in words:
             z = z + self._bw[v >> shift]
-        z = self._bb + z / norm
+        zc = 0.0
+        for v in chars:
+            zc = zc + self._bw[v >> shift]
+        norm = math.sqrt(float(len(words) if words else 1))
+        z = self._bb + z / norm + zc / math.sqrt(float(len(chars) if chars else 1))
         for i in range(len(f)):
             z = z + self._bd[i] * f[i]
         z = min(max(z, -50.0), 50.0)
         zs = [0.0] * self._k
-        for v in hashes:
+        for v in words:
             row = self._tw[v >> tshift]
             for j in range(self._k):
                 zs[j] = zs[j] + row[j]

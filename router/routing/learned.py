@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from router import fastpath
+from router import _fastpath_py, fastpath
 from router.routing.taxonomy import Task
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -32,18 +32,21 @@ class Prediction:
 
 
 class LearnedRouter:
-    def __init__(self, path: str | Path = DEFAULT_MODEL) -> None:
+    def __init__(self, path: str | Path = DEFAULT_MODEL, pure_python: bool = False) -> None:
+        """`pure_python`: run the twin even where the extension is built (parity tests, benchmarks)."""
         self.path = Path(path)
         arrays = _load(self.path)
         self.tasks: tuple[Task, ...] = tuple(Task(str(t)) for t in arrays["tasks"])
         self.meta: dict[str, Any] = orjson.loads(bytes(arrays["meta"]))
-        self._model = fastpath.LinearRouter(
+        compiled = fastpath.COMPILED and not pure_python
+        impl = fastpath.LinearRouter if compiled else _fastpath_py.LinearRouter
+        self._model = impl(
             float(arrays["bias"]),
             [float(v) for v in arrays["dense"]],
-            _buckets(arrays["buckets"]),
+            _buckets(arrays["buckets"], compiled),
             [float(v) for v in arrays["task_bias"]],
             arrays["task_dense"].astype(np.float64).tolist(),
-            _buckets(arrays["task_buckets"]),
+            _buckets(arrays["task_buckets"], compiled),
         )
 
     @property
@@ -60,9 +63,9 @@ class LearnedRouter:
         return Prediction(p, self.tasks[task], tokens)
 
 
-def _buckets(array: np.ndarray) -> Any:
+def _buckets(array: np.ndarray, compiled: bool) -> Any:
     array = np.ascontiguousarray(array, dtype=np.float32)
-    return array if fastpath.COMPILED else array.tolist()
+    return array if compiled else array.tolist()  # the twin reads Python floats (the same values, as doubles)
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:

@@ -106,7 +106,7 @@ def test_dry_run_endpoint_matches_the_served_decision(routed) -> None:
     served = ask(routed, HARD).headers
     assert dry["rule"] == served["x-router-rule"] and dry["task"] == served["x-router-task"]
     assert f"{dry['score']:.4f}" == served["x-router-score"]
-    assert set(dry["features"]) >= {"length", "code", "local_task"}
+    assert dry["features"]["model"] == "router-v1" and set(dry["features"]["dense"]) >= {"code", "local_task"}
 
 
 def test_unknown_model_and_bad_hint_are_openai_errors(routed) -> None:
@@ -135,5 +135,5 @@ def test_cli_route_needs_no_model(tmp_path: Path) -> None:
         [sys.executable, "-m", "router.cli", "route", "--file", str(body)], capture_output=True, text=True, check=True
     )
     decision = json.loads(out.stdout)
-    assert decision["task"] == "code" and decision["score"] >= 0.6 and decision["rule"] == "frontier-tasks"
+    assert decision["task"] == "code" and decision["score"] >= decision["threshold"] and decision["rule"] == "learned"
     assert "llama" not in out.stderr.lower()

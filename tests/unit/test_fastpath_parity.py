@@ -80,3 +80,37 @@ def test_wrong_weight_count_is_rejected() -> None:
     for impl in (compiled, twin):
         with pytest.raises(ValueError, match="expected 15 weights"):
             impl.Scorer([1.0, 2.0])
+
+
+# -- learned router ----------------------------------------------------------------------------------------------
+
+from router.routing import learned  # noqa: E402
+
+SHIPPED = learned.LearnedRouter(learned.DEFAULT_MODEL)
+SHIPPED_TWIN = learned.LearnedRouter(learned.DEFAULT_MODEL, pure_python=True)
+words = st.sampled_from(["Classify", "design", "Schritt", "für", "设计", "😀", "x_1", "2024", "ÉTÉ", "Ωμέγα", " ", "\n"])
+prompt_text = st.lists(any_text | words, max_size=40).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prompt_text, st.integers(8, 24))
+def test_hashed_features_parity(text: str, bits: int) -> None:
+    assert compiled.hashed_buckets(text, bits) == twin.hashed_buckets(text, bits)
+
+
+@settings(max_examples=200, deadline=None)
+@given(prompt_text)
+def test_learned_router_parity_on_the_shipped_model(text: str) -> None:
+    assert SHIPPED.predict(text) == SHIPPED_TWIN.predict(text)
+
+
+@pytest.mark.parametrize("text", ["", "a", "a" * 50_000, "word " * 5000, "你" * 9000, "\ud800", "\x00 \x00"])
+def test_learned_router_parity_on_edge_inputs(text: str) -> None:
+    assert SHIPPED.predict(text) == SHIPPED_TWIN.predict(text)
+    assert all(len(family) <= 4096 for family in compiled.hashed_buckets(text, 18))
+
+
+def test_hashing_folds_case_and_digits_but_keeps_scripts_apart() -> None:
+    assert twin.hashed_buckets("Order 123", 18) == twin.hashed_buckets("ORDER 999", 18)
+    assert twin.hashed_buckets("Привет", 18) == twin.hashed_buckets("ПРИВЕТ", 18)
+    assert twin.hashed_buckets("order", 18) != twin.hashed_buckets("ordre", 18)

@@ -13,6 +13,7 @@ from router.routing.rules import RuleError, compile_when
 RULES = """
 routing:
   default_tier: local
+  threshold: 1.0
   rules:
     - name: classify-local
       when: {task: classification}
@@ -26,9 +27,6 @@ routing:
     - name: tenant-acme-advisor
       when: {tenant: acme, has_response_format: true}
       tier: advisor
-    - name: hard
-      when: {score: {gte: 0.6}}
-      tier: frontier
 """
 
 
@@ -70,8 +68,9 @@ def test_rules_fire_in_order(tmp_path: Path) -> None:
         assert (decision.tier, decision.rule) == (tier, rule), (req.messages[0].content[:40], decision)
 
 
-def test_score_rule_on_a_complex_prompt(tmp_path: Path) -> None:
-    policy = RoutingPolicy(settings_from(tmp_path, RULES), frontier_models=("claude",))
+def test_an_operator_score_rule_on_a_complex_prompt(tmp_path: Path) -> None:
+    text = "routing:\n  threshold: 1.0\n  rules:\n    - name: hard\n      when: {score: {gte: 0.6}}\n      tier: frontier\n"
+    policy = RoutingPolicy(settings_from(tmp_path, text), frontier_models=("claude",))
     hard = (
         "Debug this Python function. It raises an exception with a traceback when the async lambda returns null.\n"
         "```python\ndef f(x):\n    return await g(x)\n```\n```\nTraceback (most recent call last): ...\n```\n"
@@ -80,8 +79,8 @@ def test_score_rule_on_a_complex_prompt(tmp_path: Path) -> None:
     decision = policy.decide(request(hard))
     assert decision.task == "code" and decision.task_source == "inferred"
     assert decision.score >= 0.6 and (decision.tier, decision.rule, decision.model) == ("frontier", "hard", "claude")
-    easy = policy.decide(request("Classify the sentiment: I love it."))
-    assert easy.score < 0.2 and easy.tier == "local"
+    easy = policy.decide(request("Classify the sentiment of this review as positive or negative: I love it."))
+    assert easy.score < 0.3 and (easy.tier, easy.rule) == ("local", "default")
 
 
 def test_aliases_explicit_models_and_unknown(tmp_path: Path) -> None:
@@ -107,7 +106,7 @@ def test_frontier_unavailable_error_mode(tmp_path: Path) -> None:
 
 def test_default_rules_route_by_task() -> None:
     policy = RoutingPolicy(Settings(), frontier_models=("claude",))
-    assert policy.decide(request("Extract the date", metadata={"task": "extraction"})).rule == "local-tasks"
+    assert policy.decide(request("Extract the date", metadata={"task": "extraction"})).rule == "local-task-hint"
     assert policy.decide(request("Plan it", metadata={"task": "planning"})).tier == "frontier"
     assert policy.decide(request("Extract the date", metadata={"task": "extraction", "quality": "high"})).tier == (
         "frontier"
