@@ -69,7 +69,8 @@ def test_rules_fire_in_order(tmp_path: Path) -> None:
 
 
 def test_an_operator_score_rule_on_a_complex_prompt(tmp_path: Path) -> None:
-    text = "routing:\n  threshold: 1.0\n  rules:\n    - name: hard\n      when: {score: {gte: 0.6}}\n      tier: frontier\n"
+    rule = "    - name: hard\n      when: {score: {gte: 0.6}}\n      tier: frontier\n"
+    text = f"routing:\n  threshold: 1.0\n  rules:\n{rule}"
     policy = RoutingPolicy(settings_from(tmp_path, text), frontier_models=("claude",))
     hard = (
         "Debug this Python function. It raises an exception with a traceback when the async lambda returns null.\n"
