@@ -58,7 +58,7 @@ def test_low_confidence_escalates(fake, tmp_path) -> None:
         assert raw.headers["x-router-tier"] == "frontier" and raw.headers["x-router-model"] == "claude"
         assert raw.parse().choices[0].message.content.startswith("Frontier answer about: Classify")
         assert len(fake.requests) == 1
-        # Streaming requests are judged before the first byte too (escalation.streaming: buffer).
+        # Streaming requests: their first tokens are judged before the first byte (escalation.streaming: prefix).
         client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0)
         with client.chat.completions.with_streaming_response.create(
             model="auto", messages=[{"role": "user", "content": CLASSIFY}], max_tokens=8, stream=True
@@ -66,6 +66,37 @@ def test_low_confidence_escalates(fake, tmp_path) -> None:
             assert resp.headers["x-router-escalated"] == "confidence"
             text = "".join(c.choices[0].delta.content or "" for c in resp.parse() if c.choices)
         assert text.startswith("Frontier answer about:")
+
+
+def stream_text(server, prompt: str, **kw: object) -> tuple[dict[str, str], list[str], list[object]]:
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0, timeout=60)
+    with client.chat.completions.with_streaming_response.create(
+        model=kw.pop("model", "auto"), messages=[{"role": "user", "content": prompt}], stream=True, **kw
+    ) as resp:
+        chunks = [c for c in resp.parse() if c.choices]
+        return dict(resp.headers), [c.choices[0].delta.content or "" for c in chunks], chunks
+
+
+def test_streamed_auto_judges_a_prefix_then_streams_the_local_answer(fake, tmp_path) -> None:
+    escalation = "  escalation: {min_mean_logprob: -100.0, prefix_tokens: 3}\n"
+    with start(fake, tmp_path, escalation) as server:
+        fake.reset()
+        headers, parts, chunks = stream_text(server, CLASSIFY, max_tokens=12, temperature=0)
+        assert headers["x-router-tier"] == "local" and "x-router-escalated" not in headers
+        direct_headers, direct_parts, _ = stream_text(server, CLASSIFY, model=MODEL, max_tokens=12, temperature=0)
+        assert direct_headers["x-router-rule"] == "explicit-model"
+        # The same greedy answer, token by token (not replayed as one block), with no logprobs leaked.
+        assert "".join(parts) == "".join(direct_parts) and len([p for p in parts if p]) > 3
+        assert all(c.choices[0].logprobs is None for c in chunks)
+        assert len(fake.requests) == 0
+
+
+def test_a_shaky_prefix_with_the_frontier_down_keeps_the_local_stream(fake, tmp_path) -> None:
+    escalation = "  escalation: {min_mean_logprob: -0.0001, prefix_tokens: 3}\n  resilience: {max_retries: 0}\n"
+    with start(fake, tmp_path, escalation, model_id="error_500") as server:
+        headers, parts, _ = stream_text(server, CLASSIFY, max_tokens=10, temperature=0)
+        assert headers["x-router-escalated"] == "confidence" and headers["x-router-fallback"] == "local"
+        assert headers["x-router-tier"] == "local" and "".join(parts).strip()
 
 
 def test_schema_failure_escalates_after_local_retries(fake, tmp_path) -> None:
