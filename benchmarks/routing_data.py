@@ -58,6 +58,7 @@ REPOS: dict[str, Repo] = {
         Repo("lm-sys/arena-hard-auto", "efc012e192b88024a5203f5a28ec8fc0342946df", "Apache-2.0"),
         Repo("lm-sys/FastChat", "0e6d3e4beaab66f4d3f93db72541a4abab8af28d", "Apache-2.0"),
         Repo("dadelani/sib-200", "593cea88519930f776c1a4a1980b6a35b39dca57", "CC-BY-SA-4.0 (FLORES-200 text)"),
+        Repo("donnemartin/system-design-primer", "ae9bbd7b02d90b9866215de185217d33f39ab733", "CC-BY-4.0"),
         Repo("Open-Assistant/oasst-model-eval", "ce935dee6922ec75d5a4006dd1c3595b39a01fdf", "Apache-2.0"),
         # the first commit still has the data as one small file per record (later commits keep one large file)
         Repo("kunishou/databricks-dolly-15k-ja", "cd6c43db223ad274fd39737ea1b0b3add0956dba", "CC-BY-SA-3.0"),
@@ -862,6 +863,54 @@ def composed_native_records(m: Mirrors, seed: int, per_lang: int = 25) -> Iterat
             yield make(template.format(ctx=text), "local", task, repo, path, tag, lang, f"sib:{lang}", str(i))
 
 
+# Short narrow requests: real traffic sends "Translate to French: ..." or "Extract the dates: ..." around one
+# sentence, not only T0's long passages. Without these, a short prompt reads as open-ended. The sentences are
+# SIB-200's English (FLORES-200) text; the instructions are ours; each template is a split group.
+SHORT_NARROW_TEMPLATES: list[tuple[str, str]] = [
+    ("Extract the dates mentioned in: {ctx}", "extraction"),
+    ("List the people, places and organisations named in this sentence:\n{ctx}", "extraction"),
+    ("Return every number in this text as a JSON array.\n{ctx}", "extraction"),
+    ("Translate to French: {ctx}", "general"),
+    ("Translate this sentence into German:\n{ctx}", "general"),
+    ("Fix the grammar and spelling, change nothing else: {ctx}", "general"),
+    ("Summarize in at most ten words: {ctx}", "summarization"),
+    ("Give this sentence a short headline.\n\n{ctx}", "summarization"),
+    ("Sentiment (positive, negative or neutral)? {ctx}", "classification"),
+    ("Does this sentence mention a country? Answer yes or no.\n{ctx}", "classification"),
+    ("Topic of this sentence (science, politics, sports, travel, health, entertainment, geography): {ctx}",
+     "classification"),
+    ("Rewrite in plain English for a ten-year-old, one sentence only: {ctx}", "general"),
+    ("{ctx}\n\nIs the sentence above a fact, an opinion or a question? One word.", "classification"),
+]  # fmt: skip
+
+
+def composed_short_records(m: Mirrors, seed: int, n: int = 650) -> Iterator[Record]:
+    repo, path = "dadelani/sib-200", f"{SIB_DIR}/eng_Latn/train.tsv"
+    rng = rng_for(seed, "composed:short")
+    rows = [r["text"] for r in csv.DictReader(io.StringIO(m.text(repo, path)), delimiter="\t")]
+    for i, text in enumerate(sample(rows, n, rng)):
+        t = rng.randrange(len(SHORT_NARROW_TEMPLATES))
+        template, task = SHORT_NARROW_TEMPLATES[t]
+        tag = f"composed/short-template{t}"
+        yield make(template.format(ctx=text), "local", task, repo, path, tag, "en", f"composed_short:t{t}", str(i))
+
+
+# System design interview questions ("Design a web crawler"), English and Simplified Chinese: short prompts that
+# need a frontier model (planning), the counterweight to the short narrow requests above.
+SYSTEM_DESIGN_FILES = {"en": ("README.md", "| Design "), "zh": ("README-zh-Hans.md", "| 设计")}
+
+
+def system_design_records(m: Mirrors, seed: int) -> Iterator[Record]:
+    repo = "donnemartin/system-design-primer"
+    for lang, (path, prefix) in SYSTEM_DESIGN_FILES.items():
+        for i, line in enumerate(m.text(repo, path).splitlines()):
+            if not line.startswith(prefix):
+                continue
+            question = line.split("|")[1].strip()
+            group = f"sysdesign:{lang}"
+            yield make(question, "frontier", "planning", repo, path, "design-questions", lang, group, str(i))
+
+
 # ------------------------------------------------------------------------------- multilingual maths (MGSM train)
 
 MGSM_DIR = "mgsm"
@@ -1039,6 +1088,8 @@ TRAIN_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
     "composed_articles": composed_article_records,
     "composed_code": composed_code_records,
     "composed_native": composed_native_records,
+    "composed_short": composed_short_records,
+    "system_design": system_design_records,
     "mgsm_train": mgsm_train_records,
 }
 REPORT_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
