@@ -66,7 +66,7 @@ def test_mixed_requests_route_as_configured(routed) -> None:
         ),
         (HARD, {}, "local", "hard", "code", "frontier-unavailable"),
         (
-            "Write me anything",
+            "Extract the date: due 3 May",
             {"extra_headers": {"x-router-task": "extraction"}},
             "local",
             "default",
@@ -125,7 +125,7 @@ def test_frontier_unavailable_error_is_a_503(tmp_path: Path) -> None:
             ask(server, HARD)
         assert caught.value.status_code == 503
         assert "no frontier model is configured" in caught.value.body["message"]
-        assert ask(server, "Classify: fine.").headers["x-router-tier"] == "local"
+        assert ask(server, "Classify the sentiment: I love it.").headers["x-router-tier"] == "local"
 
 
 def test_cli_route_needs_no_model(tmp_path: Path) -> None:
