@@ -332,9 +332,8 @@ class CacheSettings(_Strict):
     semantic_multi_turn: bool = Field(
         False, description="Match the last user turn of multi-turn requests too (earlier turns must be equal)."
     )
-    guard: bool = Field(True, description="Refuse semantic hits that change a detail or swap a word (guard.py).")
-    guard_extra_words: int = Field(
-        0, ge=0, le=16, description="Guard: content words a paraphrase may add (0: only filler words may differ)."
+    guard: bool = Field(
+        True, description="Refuse semantic hits that change a number, negation, name, code or format (guard.py)."
     )
     exact_max_temperature: float = Field(2.0, ge=0, le=2, description="Exact tier only at or below this temperature.")
     ttl_s: float = Field(3600.0, gt=0, description="Seconds an answer stays servable.")

@@ -280,7 +280,7 @@ class ResponseCache:
                 continue
             if self.settings.guard:
                 mine = mine or anchors(keys.prompt)
-                if not agree(mine, entry.anchors, self.settings.guard_extra_words):
+                if not agree(mine, entry.anchors):
                     self.stats.guard_rejections += 1
                     continue
             self._entries.move_to_end(entry.hash)
