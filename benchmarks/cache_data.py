@@ -1,65 +1,103 @@
-"""Rebuild the public paraphrase sets the semantic cache is tuned and scored on (shared/paraphrase/).
+"""Rebuild the public pair sets the semantic cache is tuned and scored on (benchmarks/out/paraphrase/, not committed).
 
-Sources (fetched with the `fetch` tool into /work/.mirror, or any clone of the same repositories):
+Sources and licences: benchmarks/DATA_CARD.md. Each comes from a public GitHub repository brought here with the
+`fetch` tool (a bare git mirror under /work/.mirror) or any clone of it:
 
-    PAWS-Wiki labeled final (Google, "may be freely used for any purpose"): data/final/dev.tsv and test.tsv
-        as mirrored in github.com/hoangdzung/simmat (byte-identical copies of the official tar's files)
-    MRPC (Microsoft Research Paraphrase Corpus): data/msr_paraphrase_train.txt and msr_paraphrase_test.txt
-        in the same repository. Microsoft's own licence terms apply; its text is not shipped here, only rebuilt.
+    tuning   paws_dev    PAWS-Wiki labeled final dev.tsv      github.com/hoangdzung/simmat  data/final/dev.tsv
+             mrpc_train  MRPC train                           github.com/hoangdzung/simmat  data/msr_paraphrase_train.txt
+             mqp         Medical Question Pairs (Curai)       github.com/curai/medical-question-pair-dataset  mqp.csv
+    report   qqp         Quora Question Pairs, test chunks    github.com/prannb/erogol  test/quora_test_*.tsv
+    (also)   paws_test, mrpc_test: rebuilt for reference, never used for tuning
 
-Output: one JSON line per pair {"id", "a", "b", "label"} (label 1 = paraphrase). PAWS is shipped (small, free
-licence); MRPC is written only when you run this script.
+Output: one JSON line per pair {"id", "a", "b", "label"} (label 1 = same request / paraphrase). `--sample N` keeps
+a seeded random sample of N pairs per set (the embedding model runs at about 80 sentences/s on 2 shared cores).
 
-    python benchmarks/cache_data.py [--mirror /work/.mirror/hoangdzung+simmat/repo]
+    python benchmarks/cache_data.py [--sample 2000] [--mirrors /work/.mirror]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import random
 import subprocess
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "shared" / "paraphrase"
-MIRROR = Path("/work/.mirror/hoangdzung+simmat/repo")
+OUT = Path(__file__).resolve().parent / "out" / "paraphrase"
+MIRRORS = Path("/work/.mirror")
+SIMMAT, CURAI, QUORA = "hoangdzung+simmat", "curai+medical-question-pair-dataset", "prannb+erogol"
+# name: (mirror, path or glob in the repository, format, column of text a, text b, label)
 SETS = {
-    # name: (path in the repository, column of text a, column of text b, column of the label)
-    "paws_dev": ("data/final/dev.tsv", 1, 2, 3),
-    "paws_test": ("data/final/test.tsv", 1, 2, 3),
-    "mrpc_train": ("data/msr_paraphrase_train.txt", 3, 4, 0),
-    "mrpc_test": ("data/msr_paraphrase_test.txt", 3, 4, 0),
+    "paws_dev": (SIMMAT, "data/final/dev.tsv", "tsv", 1, 2, 3),
+    "paws_test": (SIMMAT, "data/final/test.tsv", "tsv", 1, 2, 3),
+    "mrpc_train": (SIMMAT, "data/msr_paraphrase_train.txt", "tsv", 3, 4, 0),
+    "mrpc_test": (SIMMAT, "data/msr_paraphrase_test.txt", "tsv", 3, 4, 0),
+    "mqp": (CURAI, "mqp.csv", "csv", 1, 2, 3),
+    "qqp": (QUORA, "test/quora_test_*.tsv", "tsv", 3, 4, 5),
 }
+TUNING = ("paws_dev", "mrpc_train", "mqp")
+REPORT = ("qqp",)
 
 
-def _show(repo: Path, path: str) -> str:
-    if (repo / path).is_file():  # a working-tree clone
-        return (repo / path).read_text(encoding="utf-8-sig")
-    raw = subprocess.run(["git", "--git-dir", str(repo), "show", f"HEAD:{path}"], capture_output=True, check=True)
-    return raw.stdout.decode("utf-8-sig")
+def _git(repo: Path, *args: str) -> str:
+    git_dir = repo / "repo"
+    git_dir = git_dir / ".git" if (git_dir / ".git").is_dir() else git_dir
+    done = subprocess.run(["git", "--git-dir", str(git_dir), *args], capture_output=True, check=True)
+    return done.stdout.decode("utf-8-sig", errors="replace")
 
 
-def rows(text: str, a: int, b: int, label: int) -> list[dict]:
+def _files(repo: Path, pattern: str) -> list[str]:
+    if "*" not in pattern:
+        return [pattern]
+    names = _git(repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
+    return sorted(n for n in names if Path(n).match(pattern))
+
+
+def rows(text: str, fmt: str, a: int, b: int, label: int) -> list[tuple[str, str, int]]:
+    lines = csv.reader(io.StringIO(text)) if fmt == "csv" else (line.split("\t") for line in text.splitlines())
     out = []
-    for i, line in enumerate(text.splitlines()):
-        cols = line.split("\t")
+    for cols in lines:
         if len(cols) <= max(a, b, label) or cols[label].strip() not in ("0", "1"):
-            continue  # a header line
-        out.append({"id": i, "a": cols[a].strip(), "b": cols[b].strip(), "label": int(cols[label])})
+            continue  # a header or a broken line
+        first, second = cols[a].strip(), cols[b].strip()
+        if first and second:
+            out.append((first, second, int(cols[label])))
     return out
+
+
+def build(name: str, mirrors: Path, sample: int | None, seed: int = 15) -> list[dict]:
+    mirror, pattern, fmt, a, b, label = SETS[name]
+    repo = mirrors / mirror
+    pairs = [p for path in _files(repo, pattern) for p in rows(_git(repo, "show", f"HEAD:{path}"), fmt, a, b, label)]
+    ids = list(range(len(pairs)))
+    if sample is not None and sample < len(ids):
+        ids = sorted(random.Random(seed).sample(ids, sample))
+    return [{"id": i, "a": pairs[i][0], "b": pairs[i][1], "label": pairs[i][2]} for i in ids]
+
+
+def load(name: str) -> list[dict]:
+    path = OUT / f"{name}.jsonl"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run python benchmarks/cache_data.py first")
+    return [json.loads(line) for line in path.open()]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mirror", type=Path, default=MIRROR, help="git dir or clone of hoangdzung/simmat")
+    parser.add_argument("--mirrors", type=Path, default=MIRRORS, help="folder of the fetched repositories")
+    parser.add_argument("--sample", type=int, default=2000, help="pairs kept per set (seeded); 0 keeps all")
+    parser.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, (path, a, b, label) in SETS.items():
-        pairs = rows(_show(args.mirror, path), a, b, label)
+    for name in args.sets:
+        pairs = build(name, args.mirrors, args.sample or None)
         with (OUT / f"{name}.jsonl").open("w") as f:
             for p in pairs:
                 f.write(json.dumps(p, ensure_ascii=False) + "\n")
         positives = sum(p["label"] for p in pairs)
-        print(f"{name}: {len(pairs)} pairs ({positives} paraphrases) → {OUT / (name + '.jsonl')}")
+        print(f"{name}: {len(pairs)} pairs ({positives} positive) -> {OUT / (name + '.jsonl')}")
 
 
 if __name__ == "__main__":

@@ -335,6 +335,22 @@ class CacheSettings(_Strict):
     guard: bool = Field(
         True, description="Refuse semantic hits that change a number, negation, name, code or format (guard.py)."
     )
+    learn: bool = Field(
+        True, description="Learn thresholds from verified outcomes under error_bound (thresholds.py); off: static."
+    )
+    error_bound: float = Field(
+        0.01, gt=0, lt=0.5, description="Most wrong semantic hits (a share of hits) a learned threshold may allow."
+    )
+    confidence: float = Field(0.95, ge=0.5, lt=1.0, description="Confidence of the error_bound statement.")
+    observe_floor: float = Field(
+        0.8, ge=0.5, le=1.0, description="Least similarity of a near candidate whose answer a miss is checked against."
+    )
+    explore_rate: float = Field(
+        0.02, ge=0, le=0.5, description="Share of would-be semantic hits answered fresh to check the cached answer."
+    )
+    calibration_window: int = Field(5000, ge=10, description="Outcomes kept per tenant (most recent).")
+    entry_window: int = Field(1000, ge=1, description="Outcomes kept per entry (most recent).")
+    feedback_window: int = Field(10000, ge=0, description="Recent hits that POST /v1/cache/feedback can address.")
     exact_max_temperature: float = Field(2.0, ge=0, le=2, description="Exact tier only at or below this temperature.")
     ttl_s: float = Field(3600.0, gt=0, description="Seconds an answer stays servable.")
     max_entries: int = Field(10000, ge=1, description="Answers kept; beyond, the least recently used is evicted.")

@@ -7,7 +7,8 @@ details that change the answer; word order, synonyms and filler may differ freel
 France?" / "Which city is the capital of France?" passes). Two prompts agree when they have
 
 1. the same numbers (digits with their units, "6pm" ≠ "6am"; number words read as digits: "three" = "3");
-2. the same number of negations ("not", "never", "n't", "without", …);
+2. the same number of negations ("not", "never", "n't", "without", …), and the same tense auxiliaries ("was",
+   "did", "will", "'ll": "Who is …?" and "Who was …?" have other answers);
 3. the same names: every name of one (a capitalised word inside a sentence, an all-caps word, a language name
    such as "french" or "python") appears in the other; two shared names that trade places keep the word before
    each ("flights from London to Paris" / "from Paris to London" fails, "to Paris from London" passes);
@@ -52,6 +53,10 @@ _NEGATION_WORDS = (
     "werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt neednt except unless lack lacks"
 )
 _NEGATIONS = frozenset(_NEGATION_WORDS.split())
+# Auxiliaries that move a question in time: "Who is the prime minister?" and "Who was …?" have other answers.
+_TENSE_OF = dict.fromkeys(("was", "wasn", "were", "weren", "did", "didn"), "past") | dict.fromkeys(
+    ("will", "won", "shall"), "future"
+)
 # Output constraints: a request for a table is not a request for a list.
 # Only words that name the shape of an answer; "code", "short" or "list" (a verb too) are everyday question words.
 _FORMAT_WORDS = (
@@ -85,6 +90,7 @@ _SKIP_BEFORE_NAME = frozenset(["a", "an", "the"])
 class Anchors:
     numbers: frozenset[str]
     negations: int
+    tenses: frozenset[str]  # "past" (was, did, …) and "future" (will, 'll, …) auxiliaries; present says nothing
     names: frozenset[str]  # folded
     name_context: frozenset[tuple[str, str]]  # (word before, name)
     name_order: tuple[str, ...]  # names in the order of their first appearance
@@ -116,6 +122,7 @@ def anchors(text: str) -> Anchors:
     formats: set[str] = set()
     lowered: list[str] = []
     negations = 0
+    tenses: set[str] = set()
     code = {" ".join(m.group().strip("`").split()) for m in _FENCED.finditer(text)}
     prose = _FENCED.sub(" ", text)
     code.update(m.group() for m in _CODE_TOKEN.finditer(prose))
@@ -134,6 +141,8 @@ def anchors(text: str) -> Anchors:
         stem, _, clitic = lower.partition("'")
         folded = _fold(stem)
         words.add(folded)
+        if stem in _TENSE_OF or clitic == "ll":
+            tenses.add(_TENSE_OF.get(stem, "future"))
         if clitic == "t" or stem in _NEGATIONS:  # "isn't", "don't", "not", "never", …
             negations += 1
             continue
@@ -156,6 +165,7 @@ def anchors(text: str) -> Anchors:
     return Anchors(
         frozenset(numbers),
         negations,
+        frozenset(tenses),
         frozenset(names),
         frozenset(context),
         tuple(order),
@@ -202,6 +212,8 @@ def why_not(a: Anchors, b: Anchors) -> str:
         return "numbers"
     if a.negations != b.negations:
         return "negation"
+    if a.tenses != b.tenses:
+        return "tense"
     if a.quoted != b.quoted:
         return "quoted"
     if a.code != b.code:
