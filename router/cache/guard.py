@@ -16,11 +16,14 @@ France?" / "Which city is the capital of France?" passes). Two prompts agree whe
    compared as sets after whitespace folding;
 5. the same output constraints: format words ("bullet", "table", "json", "paragraph", "haiku", …) in both or in
    neither, with the same numbers (rule 1: "3 bullets" ≠ "5 bullets");
+   the same relative times ("tonight" ≠ "tomorrow", "summer" ≠ "winter"); and no opposites traded: a word one
+   prompt has that is the listed opposite ("good"/"bad", "before"/"after", "buy"/"sell") or the un-/in-/il-/dis-
+   negation ("legal"/"illegal") of a word only the other has;
 6. the same language: a prompt in French does not take an English prompt's answer (script and function words).
 
-What is left to the similarity threshold (and the per-entry learned thresholds, thresholds.py): a changed
-ordinary word ("good" / "bad", "rows" / "columns"). No word list can tell a synonym from an antonym, and the old
-rule that demanded the same words in the same order refused nearly every real rewording.
+What is left to the similarity threshold (and the learned thresholds, thresholds.py): any other changed word
+("rows" / "columns", "my" / "your"). The old rule that demanded the same words in the same order refused nearly
+every real rewording; a short list of opposites refuses few.
 
 Cheap: one regex pass per prompt (an entry's anchors are computed once), run only on candidates above the
 threshold.
@@ -64,6 +67,27 @@ _FORMAT_WORDS = (
     "sonnet essay tweet outline uppercase lowercase"
 )
 _FORMATS = frozenset(_FORMAT_WORDS.split())
+# Relative times and seasons: "Book a table for tonight" is not "… for tomorrow".
+_TIME_TEXT = "today tonight tomorrow yesterday morning afternoon evening weekend weekday summer winter autumn"
+_TIME_WORDS = frozenset(_TIME_TEXT.split())
+# Opposites a rewording never swaps: one prompt has one side, the other only the other side ("Is coffee good for
+# you?" / "… bad …"). A short list of common pairs, not a thesaurus: the threshold handles the rest.
+_OPPOSITE_PAIRS = (
+    "good:bad best:worst better:worse more:less most:least before:after increase:decrease maximum:minimum max:min "
+    "high:low higher:lower highest:lowest large:small larger:smaller largest:smallest big:small cheap:expensive "
+    "cheapest:expensive fast:slow faster:slower fastest:slowest safe:dangerous advantage:disadvantage pro:con "
+    "benefit:risk positive:negative true:false right:wrong start:stop open:close buy:sell add:remove enable:disable "
+    "install:uninstall encrypt:decrypt upload:download import:export male:female man:woman boy:girl men:women "
+    "husband:wife son:daughter father:mother brother:sister hot:cold rich:poor old:new young:old first:last "
+    "early:late easy:hard easy:difficult love:hate like:dislike win:lose success:failure legal:illegal"
+)
+_OPPOSITE: dict[str, frozenset[str]] = {}
+for _pair in _OPPOSITE_PAIRS.split():
+    _x, _y = _pair.split(":")
+    _OPPOSITE[_x] = _OPPOSITE.get(_x, frozenset()) | {_y}
+    _OPPOSITE[_y] = _OPPOSITE.get(_y, frozenset()) | {_x}
+# Negating prefixes: "legal" / "illegal", "possible" / "impossible", "able" / "unable", "agree" / "disagree".
+_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non")
 _LANGUAGE_NAMES = (
     "english french german spanish italian portuguese dutch russian chinese mandarin cantonese japanese korean "
     "arabic hindi turkish polish swedish greek hebrew latin python javascript typescript java rust golang ruby php "
@@ -84,6 +108,15 @@ _LANGUAGE_OF = {lang: frozenset(words.split()) for lang, words in _FUNCTION_WORD
 # A polite opening says nothing about the request: "Can you please explain X?" asks for "Explain X".
 _POLITE = re.compile(r"^\W*(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?|please\s+)", re.IGNORECASE)
 _SKIP_BEFORE_NAME = frozenset(["a", "an", "the"])
+# Function words: never one side of an adjacent content pair (the swap check).
+_FUNCTION_TEXT = (
+    "a an the and or but if then so as of to in on at by for with from into onto over under about between through "
+    "during before after than that this these those there here it its is are was were be been being am do does did "
+    "has have had can could would should will shall may might must i me my we our you your he him his she her they "
+    "them their what which who whom whose when where why how whether not no nor also very just some any each every "
+    "all both more most such only own same other"
+)
+_FUNCTION = frozenset(_FUNCTION_TEXT.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +130,10 @@ class Anchors:
     quoted: frozenset[str]  # lower case
     code: frozenset[str]
     formats: frozenset[str]
+    times: frozenset[str]  # "today", "tomorrow", "tonight", "summer", …
     language: str  # "en", "fr", …, a script name ("cyrillic", "cjk", …) or "" when unknown
     words: frozenset[str]  # every word, folded (to find the other prompt's names in)
+    pairs: frozenset[tuple[str, str]]  # adjacent content words ("sharp temperament")
 
 
 def _fold(word: str) -> str:
@@ -123,11 +158,13 @@ def anchors(text: str) -> Anchors:
     lowered: list[str] = []
     negations = 0
     tenses: set[str] = set()
+    times: set[str] = set()
     code = {" ".join(m.group().strip("`").split()) for m in _FENCED.finditer(text)}
     prose = _FENCED.sub(" ", text)
     code.update(m.group() for m in _CODE_TOKEN.finditer(prose))
     prose = _POLITE.sub("", prose)
-    previous = ""
+    previous = last_content = ""
+    pairs: set[tuple[str, str]] = set()
     for match in _TOKEN.finditer(prose):
         token = match.group()
         lower = token.lower().replace("’", "'")
@@ -136,11 +173,17 @@ def anchors(text: str) -> Anchors:
             number = lower.replace(",", "")
             numbers.add(number)
             words.add(number)
-            previous = number
+            previous, last_content = number, ""
             continue
         stem, _, clitic = lower.partition("'")
         folded = _fold(stem)
         words.add(folded)
+        if stem in _FUNCTION or clitic:
+            last_content = ""
+        else:
+            if last_content:
+                pairs.add((last_content, folded))
+            last_content = folded
         if stem in _TENSE_OF or clitic == "ll":
             tenses.add(_TENSE_OF.get(stem, "future"))
         if clitic == "t" or stem in _NEGATIONS:  # "isn't", "don't", "not", "never", …
@@ -150,6 +193,8 @@ def anchors(text: str) -> Anchors:
             numbers.add(_NUMBER_WORDS[stem])
         if folded in _FORMATS:
             formats.add(folded)
+        if folded in _TIME_WORDS:
+            times.add(folded)
         name = stem in _LANGUAGES or (
             token[0].isupper() and stem != "i" and ((len(token) > 1 and token.isupper()) or not _opens(prose, match))
         )
@@ -172,9 +217,45 @@ def anchors(text: str) -> Anchors:
         frozenset(quoted),
         frozenset(code),
         frozenset(formats),
+        frozenset(times),
         _language(prose, lowered),
         frozenset(words),
+        frozenset(pairs),
     )
+
+
+def _swapped(a: Anchors, b: Anchors) -> bool:
+    """Whether two words both prompts have trade places next to a third: "a sharp temperament and strong
+    individuality" / "a strong temperament and sharp individuality" (PAWS-style). Moving a phrase whole ("to Paris
+    from London") keeps every pair of adjacent content words, so it passes."""
+    only_a, only_b = a.pairs - b.pairs, b.pairs - a.pairs
+    if not only_a or not only_b:
+        return False
+    for side, other, mine in ((only_a, only_b, a), (only_b, only_a, b)):
+        theirs = b if mine is a else a
+        left = {(n, x) for x, n in other}
+        right = {(n, y) for n, y in other}
+        for x, n in side:  # x before n here; another word before n there, and x is there too (elsewhere)
+            if x in theirs.words and any(m == n and y != x and y in mine.words for m, y in left):
+                return True
+        for n, y in side:
+            if y in theirs.words and any(m == n and z != y and z in mine.words for m, z in right):
+                return True
+    return False
+
+
+def _opposed(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether a word only one prompt has is the opposite, or the un-/in-/dis- negation, of one only the other has."""
+    only_a, only_b = a - b, b - a
+    if not only_a or not only_b:
+        return False
+    for word in only_a:
+        if _OPPOSITE.get(word, frozenset()) & only_b:
+            return True
+        for prefix in _NEGATING_PREFIXES:
+            if prefix + word in only_b or (word.startswith(prefix) and word[len(prefix) :] in only_b):
+                return True
+    return False
 
 
 def _opens(text: str, match: re.Match[str]) -> bool:
@@ -220,6 +301,10 @@ def why_not(a: Anchors, b: Anchors) -> str:
         return "code"
     if a.formats != b.formats:
         return "format"
+    if a.times != b.times:
+        return "time"
+    if _opposed(a.words, b.words):
+        return "opposite"
     if a.language and b.language and a.language != b.language:
         return "language"
     if not (a.names <= b.words and b.names <= a.words):
@@ -227,6 +312,8 @@ def why_not(a: Anchors, b: Anchors) -> str:
     # Two names that trade places must keep their roles: a word before a name in one prompt is before it in the
     # other too ("the Earth orbits the Sun" / the reverse fails; "from London to Paris" / "to Paris from London"
     # passes). One name, or names in the same order, may take other words ("in Python" / "using Python").
+    if _swapped(a, b):
+        return "swap"
     shared = a.names & b.names
     if len(shared) < 2 or [n for n in a.name_order if n in shared] == [n for n in b.name_order if n in shared]:
         return ""

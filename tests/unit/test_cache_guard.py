@@ -50,7 +50,8 @@ def test_rewordings_agree(a: str, b: str) -> None:
         ("Summarise the email from Alice.", "Summarise the email from Bob.", "names"),
         ("What is the capital of France?", "What is the capital of Spain?", "names"),
         ("Translate this into French: good morning", "Translate this into German: good morning", "names"),
-        ("Does the Earth orbit the Sun?", "Does the Sun orbit the Earth?", "name-role"),
+        ("Does the Earth orbit the Sun?", "Does the Sun orbit the Earth?", "swap"),
+        ("Describe a sharp temperament and a strong will.", "Describe a strong temperament and a sharp will.", "swap"),
         ("Find flights from London to Paris.", "Find flights from Paris to London.", "name-role"),
         ("Translate 'good morning' to Spanish.", "Translate 'good night' to Spanish.", "quoted"),
         ("What does `x.sort()` return?", "What does `sorted(x)` return?", "code"),
@@ -60,6 +61,10 @@ def test_rewordings_agree(a: str, b: str) -> None:
         ("Return the list of planets as JSON.", "Return the list of planets as YAML.", "format"),
         ("Explain recursion in two sentences.", "Explain recursion in two paragraphs.", "format"),
         ("Quelle est la capitale de la France ?", "What is the capital of France?", "language"),
+        ("Book a table for two tonight.", "Book a table for two tomorrow.", "time"),
+        ("Is coffee bad for you?", "Is coffee good for you?", "opposite"),
+        ("Should I buy shares before the split?", "Should I sell shares before the split?", "opposite"),
+        ("Is it legal to sell fireworks here?", "Is it illegal to sell fireworks here?", "opposite"),
     ],
 )
 def test_changed_details_disagree(a: str, b: str, reason: str) -> None:
@@ -67,8 +72,8 @@ def test_changed_details_disagree(a: str, b: str, reason: str) -> None:
     assert why_not(anchors(a), anchors(b)) == reason
 
 
-def test_swapped_ordinary_words_are_left_to_the_threshold() -> None:
-    # No word list tells a synonym from an antonym: "bad"/"good" passes the guard, and the similarity threshold
-    # (per entry, learned from outcomes: thresholds.py) is what refuses it.
-    assert same("Is coffee bad for you?", "Is coffee good for you?")
+def test_other_changed_words_are_left_to_the_threshold() -> None:
+    # Beyond the listed opposites no word list tells a synonym from a changed request: these pass the guard, and
+    # the similarity threshold (learned from outcomes: thresholds.py) is what decides.
     assert same("Write a poem about the sea.", "Write a sad poem about the sea.")
+    assert same("How many rows does the table have?", "How many columns does the table have?")
