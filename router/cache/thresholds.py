@@ -7,11 +7,12 @@ as wrong, which only ever errs towards refusing), and from a sampled share of wo
 fresh instead (`explore_rate`) and compared the same way.
 
 The statement, for an operator bound δ (`error_bound`) and confidence 1-α (`confidence`): a threshold τ from the
-grid (GRID) is *certified* when the one-sided Clopper-Pearson upper bound, at confidence 1-α/(2·|GRID|), on the
-wrong rate of the observations at similarity ≥ τ is at most δ. The Bonferroni split over the grid and over the two
-families (the tenant's pool and the entry's own) makes the chance that any certified τ has a true wrong-hit rate
-above δ at most α, for queries drawn like the observed ones (exchangeable traffic; a shifting workload breaks it,
-and then the window of recent observations is what adapts). The reuse rule for a query at similarity s to an entry:
+grid (GRID) is *certified* when it has MIN_BAND observations just above it and the one-sided Clopper-Pearson upper
+bound, at confidence 1-α/(2·|GRID|), on the wrong rate of the observations at similarity ≥ τ is at most δ. The
+Bonferroni split over the grid and over the two families (the tenant's pool and the entry's own) makes the chance
+that any certified τ has a true wrong-hit rate above δ at most α, for queries drawn like the observed ones
+(exchangeable traffic; a shifting workload breaks it, and then the window of recent observations is what adapts).
+The reuse rule for a query at similarity s to an entry:
 
 1. never at or below the entry's floor: the highest similarity at which that entry was shown wrong;
 2. at or above the entry's own certified threshold, when its own observations certify one (hot entries);
@@ -111,12 +112,18 @@ class Bound:
         return wrong > 0 and lower_bound(wrong, n, self.alpha) > self.delta
 
 
+# A grid threshold needs this many observations in its own band [τ, τ + 0.01): outcomes seen only well above τ
+# say nothing about queries just above it (feedback arrives for served hits, so the data thins out below).
+MIN_BAND = 10
+
+
 def certified_threshold(similarity: np.ndarray, wrong: np.ndarray, bound: Bound) -> float | None:
     """The lowest grid threshold whose observations at or above it certify the bound, or None."""
     for tau in GRID:  # lowest first: the first certified is the answer (each is tested on its own, see above)
         above = similarity >= tau
         n = int(above.sum())
-        if n and bound.certifies(int(wrong[above].sum()), n):
+        band = int((above & (similarity < tau + 0.01)).sum())
+        if band >= MIN_BAND and bound.certifies(int(wrong[above].sum()), n):
             return tau
     return None
 
