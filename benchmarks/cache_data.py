@@ -4,7 +4,7 @@ Sources and licences: benchmarks/DATA_CARD.md. Each comes from a public GitHub r
 `fetch` tool (a bare git mirror under /work/.mirror) or any clone of it:
 
     tuning   paws_dev    PAWS-Wiki labeled final dev.tsv      github.com/hoangdzung/simmat  data/final/dev.tsv
-             mrpc_train  MRPC train                           github.com/hoangdzung/simmat  data/msr_paraphrase_train.txt
+             mrpc_train  MRPC train                           github.com/hoangdzung/simmat  data/msr_paraphrase_train…
              mqp         Medical Question Pairs (Curai)       github.com/curai/medical-question-pair-dataset  mqp.csv
     report   qqp         Quora Question Pairs, test chunks    github.com/prannb/erogol  test/quora_test_*.tsv
     (also)   paws_test, mrpc_test: rebuilt for reference, never used for tuning

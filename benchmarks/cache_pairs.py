@@ -15,11 +15,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cache_data import OUT, REPORT, TUNING, load  # noqa: E402
+from cache_data import OUT, REPORT, TUNING, load
 
-from router.cache.embed import load_embedder  # noqa: E402
-from router.cache.keys import embedding_text  # noqa: E402
-from router.config import EmbeddingSettings  # noqa: E402
+from router.cache.embed import load_embedder
+from router.cache.keys import embedding_text
+from router.config import EmbeddingSettings
 
 
 @dataclass(slots=True)

@@ -322,7 +322,9 @@ class CacheSettings(_Strict):
 
     enabled: bool = Field(True, description="Look up and store answers. Off: every answer is x-router-cache: bypass.")
     semantic: bool = Field(True, description="Also match paraphrases by embedding similarity (needs embeddings).")
-    similarity_threshold: float = Field(0.95, ge=0.5, le=1.0, description="Least cosine similarity of a semantic hit.")
+    similarity_threshold: float = Field(
+        0.9, ge=0.5, le=1.0, description="Least cosine similarity of a semantic hit before thresholds are learned."
+    )
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="Per routing rule or task: {name: threshold}; a rule name wins over a task."
     )
@@ -347,6 +349,9 @@ class CacheSettings(_Strict):
     )
     explore_rate: float = Field(
         0.02, ge=0, le=0.5, description="Share of would-be semantic hits answered fresh to check the cached answer."
+    )
+    verify_similarity: float = Field(
+        0.95, ge=0.5, le=1.0, description="Answer similarity at which a checked answer agrees (1.0: equal text only)."
     )
     calibration_window: int = Field(5000, ge=10, description="Outcomes kept per tenant (most recent).")
     entry_window: int = Field(1000, ge=1, description="Outcomes kept per entry (most recent).")

@@ -45,7 +45,9 @@ _SMALL_NUMBERS = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
     "eighteen nineteen twenty"
 )
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_SMALL_NUMBERS.split())}
+# "one" is left out: mostly a pronoun ("How can one …?"), and "one example" vs "an example" asks the same; "one" vs
+# "two" still differs ({} vs {2}).
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_SMALL_NUMBERS.split()) if w != "one"}
 _NUMBER_WORDS.update(
     thirty="30", forty="40", fifty="50", sixty="60", seventy="70", eighty="80", ninety="90", hundred="100",
     thousand="1000", million="1000000", billion="1000000000", half="0.5", dozen="12", first="1st", second="2nd",

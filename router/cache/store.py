@@ -349,10 +349,20 @@ class ResponseCache:
 
     # -- learning from outcomes ----------------------------------------------------------------------------------
 
-    def _verify(self, tenant: str, entry: Entry, similarity: float, fresh: Completion) -> None:
-        """A fresh answer to a query near `entry`: the same answer says the entry was right for it."""
+    async def _verify(self, tenant: str, entry: Entry, similarity: float, fresh: Completion) -> None:
+        """A fresh answer to a query near `entry`: the same answer says the entry was right for it. "The same":
+        equal text (case, spacing, punctuation aside), or, when `verify_similarity` < 1, answers whose embeddings
+        are at least that close (a reworded answer; an answer the embedder truncates never counts)."""
         assert self.learned is not None
         correct = same_answer(entry.completion, fresh)
+        text_only = not (entry.completion.tool_calls or fresh.tool_calls)
+        if not correct and text_only and self.settings.verify_similarity < 1.0 and self._embeddings is not None:
+            try:
+                got = await self._embeddings.embed([entry.completion.text, fresh.text])
+            except RouterError:
+                return  # no judgement, no observation
+            close = float(np.dot(got.vectors[0], got.vectors[1])) >= self.settings.verify_similarity
+            correct = close and not any(got.truncated)
         self.stats.verifications += 1
         self.stats.verified_wrong += not correct
         self._observe(tenant, entry, similarity, correct)
@@ -423,7 +433,7 @@ class ResponseCache:
         assert keys is not None
         completion = await Completion.gather(_iterate(chunks))
         if lookup.probe is not None and completion.finish_reason in STORABLE:
-            self._verify(lookup.tenant, *lookup.probe, completion)
+            await self._verify(lookup.tenant, *lookup.probe, completion)
         if completion.finish_reason not in STORABLE or len(completion.text) > self.settings.max_answer_chars:
             self.stats.not_stored += 1
             return

@@ -17,9 +17,11 @@ The reuse rule for a query at similarity s to an entry:
 1. never at or below the entry's floor: the highest similarity at which that entry was shown wrong;
 2. at or above the entry's own certified threshold, when its own observations certify one (hot entries);
 3. else at or above the tenant's certified threshold (all its entries' observations, a sliding window);
-4. else the static threshold (cold start: `similarity_threshold`, tuned on public data, benchmarks/cache_quality.py),
-   unless the tenant's observations already show it wrong (the Clopper-Pearson lower bound at τ above δ): then no
-   semantic hits until a threshold is certified.
+4. else the static threshold (cold start: `similarity_threshold`, tuned on public question pairs by
+   benchmarks/cache_quality.py),
+   unless the tenant's observations already show it wrong (the Clopper-Pearson lower bound, at `confidence`, on
+   the wrong rate at ≥ τ above δ): then no semantic hits until a threshold is certified. The cold start carries
+   no guarantee; it is a tuned default.
 
 The test "CP upper bound ≤ δ" is computed without inverting a beta function: it holds exactly when
 P(Binomial(n, δ) ≤ k) ≤ α' for k wrong of n observations; `max_wrong(n)` caches the largest such k.
@@ -86,12 +88,13 @@ class Bound:
     """The operator's bound δ at confidence 1-α, split over the grid and the two families."""
 
     delta: float
-    alpha: float
+    alpha: float  # per test: (1 - confidence) split over the grid and the two families
+    refute_alpha: float = 0.05  # refuting only ever turns hits off, so it needs no split
     _max_wrong: list[int] = field(default_factory=list)  # n → the most wrong answers that still certify
 
     @classmethod
     def of(cls, error_bound: float, confidence: float) -> Bound:
-        return cls(error_bound, (1.0 - confidence) / (2 * len(GRID)))
+        return cls(error_bound, (1.0 - confidence) / (2 * len(GRID)), 1.0 - confidence)
 
     def max_wrong(self, n: int) -> int:
         """The largest k with P(Binomial(n, δ) ≤ k) ≤ α' (-1: n observations cannot certify even with none wrong)."""
@@ -108,8 +111,8 @@ class Bound:
         return n > 0 and wrong <= self.max_wrong(n)
 
     def refutes(self, wrong: int, n: int) -> bool:
-        """Whether the observations show the rate above δ (the lower bound at the same confidence)."""
-        return wrong > 0 and lower_bound(wrong, n, self.alpha) > self.delta
+        """Whether the observations show the rate above δ (the one-sided lower bound at `confidence`)."""
+        return wrong > 0 and lower_bound(wrong, n, self.refute_alpha) > self.delta
 
 
 # A grid threshold needs this many observations in its own band [τ, τ + 0.01): outcomes seen only well above τ

@@ -95,3 +95,12 @@ async def test_learning_off_keeps_the_static_threshold(embeddings) -> None:  # n
     with pytest.raises(NotFound):
         cache.feedback("default", request_id="nope", entry_id=None, correct=True)
     await cache.aclose()
+
+
+@pytest.mark.parametrize(("judge", "wrong"), [(0.9, 0), (1.0, 1)])
+async def test_a_reworded_answer_agrees_only_under_the_embedding_judge(embeddings, judge, wrong) -> None:  # noqa: F811
+    cache = await make(embeddings, similarity_threshold=0.999, verify_similarity=judge)
+    await serve(cache, chat(BASE), "The capital of France is Paris.")
+    await serve(cache, chat(PARA), "Paris is the capital of France.")
+    assert (cache.stats.verifications, cache.stats.verified_wrong) == (1, wrong)
+    await cache.aclose()
