@@ -6,7 +6,9 @@ Sources and licences: benchmarks/DATA_CARD.md. Each comes from a public GitHub r
     tuning   paws_dev    PAWS-Wiki labeled final dev.tsv      github.com/hoangdzung/simmat  data/final/dev.tsv
              mrpc_train  MRPC train                           github.com/hoangdzung/simmat  data/msr_paraphrase_train…
              mqp         Medical Question Pairs (Curai)       github.com/curai/medical-question-pair-dataset  mqp.csv
+             corpus      this project's workloads/cache_corpus.jsonl as base/paraphrase, base/near-miss pairs
     report   qqp         Quora Question Pairs, test chunks    github.com/prannb/erogol  test/quora_test_*.tsv
+             qqp_large   the same source, 8,000 pairs: more verified traffic for the learned-threshold run
     (also)   paws_test, mrpc_test: rebuilt for reference, never used for tuning
 
 Output: one JSON line per pair {"id", "a", "b", "label"} (label 1 = same request / paraphrase). `--sample N` keeps
@@ -36,8 +38,12 @@ SETS = {
     "mrpc_test": (SIMMAT, "data/msr_paraphrase_test.txt", "tsv", 3, 4, 0),
     "mqp": (CURAI, "mqp.csv", "csv", 1, 2, 3),
     "qqp": (QUORA, "test/quora_test_*.tsv", "tsv", 3, 4, 5),
+    "qqp_large": (QUORA, "test/quora_test_*.tsv", "tsv", 3, 4, 5),  # more traffic for the learned run
+    "corpus": ("", "", "", 0, 0, 0),  # this project's corpus (not public): a tuning set only, built in corpus_pairs
 }
-TUNING = ("paws_dev", "mrpc_train", "mqp")
+CORPUS = Path(__file__).resolve().parent / "workloads" / "cache_corpus.jsonl"
+SAMPLE = {"qqp_large": 8000}  # pairs kept instead of --sample
+TUNING = ("paws_dev", "mrpc_train", "mqp", "corpus")
 REPORT = ("qqp",)
 
 
@@ -67,7 +73,20 @@ def rows(text: str, fmt: str, a: int, b: int, label: int) -> list[tuple[str, str
     return out
 
 
+def corpus_pairs() -> list[dict]:
+    """This project's own corpus (benchmarks/workloads/cache_corpus.jsonl) as pairs: base/paraphrase is 1,
+    base/near miss is 0."""
+    out = []
+    for line in CORPUS.read_text().splitlines():
+        group = json.loads(line)
+        out += [(group["base"], text, 1) for text in group["paraphrases"]]
+        out += [(group["base"], text, 0) for _, text in group["near_misses"]]
+    return [{"id": i, "a": a, "b": b, "label": label} for i, (a, b, label) in enumerate(out)]
+
+
 def build(name: str, mirrors: Path, sample: int | None, seed: int = 15) -> list[dict]:
+    if name == "corpus":
+        return corpus_pairs()
     mirror, pattern, fmt, a, b, label = SETS[name]
     repo = mirrors / mirror
     pairs = [p for path in _files(repo, pattern) for p in rows(_git(repo, "show", f"HEAD:{path}"), fmt, a, b, label)]
@@ -92,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     for name in args.sets:
-        pairs = build(name, args.mirrors, args.sample or None)
+        pairs = build(name, args.mirrors, SAMPLE.get(name, args.sample) or None)
         with (OUT / f"{name}.jsonl").open("w") as f:
             for p in pairs:
                 f.write(json.dumps(p, ensure_ascii=False) + "\n")

@@ -323,7 +323,7 @@ class CacheSettings(_Strict):
     enabled: bool = Field(True, description="Look up and store answers. Off: every answer is x-router-cache: bypass.")
     semantic: bool = Field(True, description="Also match paraphrases by embedding similarity (needs embeddings).")
     similarity_threshold: float = Field(
-        0.9, ge=0.5, le=1.0, description="Least cosine similarity of a semantic hit before thresholds are learned."
+        0.95, ge=0.5, le=1.0, description="Least cosine similarity of a semantic hit before thresholds are learned."
     )
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="Per routing rule or task: {name: threshold}; a rule name wins over a task."

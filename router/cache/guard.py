@@ -38,8 +38,12 @@ _TOKEN = re.compile(r"\d+(?:[.,:/]\d+)*[^\W\d_]*%?|[^\W\d_]+(?:['’][^\W\d_]+)*
 _QUOTED = re.compile(r"\"([^\"]{1,200})\"|“([^”]{1,200})”|(?<!\w)'([^']{1,200})'(?!\w)")
 _FENCED = re.compile(r"```.*?(?:```|$)|`[^`\n]+`", re.DOTALL)
 # Code-like tokens in prose: `os.path.join(`, `max_tokens`, `len()`, `x == y`, `a -> b`, braces.
-_CODE_TOKEN = re.compile(r"\b[a-z_]\w*(?:\.[a-z_]\w*)+\(|\b[A-Za-z]\w*_\w+|\b\w+\(\)|==|!=|<=|>=|->|=>|&&|\|\||[{};]")
-_SENTENCE_END = frozenset(".!?:;\n")
+# Addresses too: an e-mail address or a URL is a detail like a number.
+_CODE_TOKEN = re.compile(
+    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|\b[a-z_]\w*(?:\.[a-z_]\w*)+\(|\b[A-Za-z]\w*_\w+|\b\w+\(\)"
+    r"|==|!=|<=|>=|->|=>|&&|\|\||[{};]"
+)
+_SENTENCE_END = frozenset(".!?;\n")  # not ":": "Extract the age from: Jane Smith …" names Jane
 
 _SMALL_NUMBERS = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
@@ -81,7 +85,12 @@ _OPPOSITE_PAIRS = (
     "benefit:risk positive:negative true:false right:wrong start:stop open:close buy:sell add:remove enable:disable "
     "install:uninstall encrypt:decrypt upload:download import:export male:female man:woman boy:girl men:women "
     "husband:wife son:daughter father:mother brother:sister hot:cold rich:poor old:new young:old first:last "
-    "early:late easy:hard easy:difficult love:hate like:dislike win:lose success:failure legal:illegal"
+    "early:late easy:hard easy:difficult love:hate like:dislike win:lose success:failure legal:illegal long:short "
+    "longer:shorter open:closed on:off up:down ascending:descending increasing:decreasing increase:reduce "
+    "strong:weak stronger:weaker odd:even hard:soft rise:fall rose:fell grow:shrink grew:fell similarity:difference "
+    "similar:different synonym:antonym inside:outside push:pull north:south east:west left:right top:bottom "
+    "above:below over:under plus:minus add:subtract multiply:divide past:future wet:dry light:dark light:heavy "
+    "thin:thick accept:reject allow:deny include:exclude pass:fail beginner:advanced minimum:maximum"
 )
 _OPPOSITE: dict[str, frozenset[str]] = {}
 for _pair in _OPPOSITE_PAIRS.split():
@@ -175,7 +184,9 @@ def anchors(text: str) -> Anchors:
             number = lower.replace(",", "")
             numbers.add(number)
             words.add(number)
-            previous, last_content = number, ""
+            if last_content:
+                pairs.add((last_content, number))
+            previous = last_content = number
             continue
         stem, _, clitic = lower.partition("'")
         folded = _fold(stem)
