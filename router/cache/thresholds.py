@@ -19,9 +19,9 @@ The reuse rule for a query at similarity s to an entry:
 3. else at or above the tenant's certified threshold (all its entries' observations, a sliding window);
 4. else the static threshold (cold start: `similarity_threshold`, tuned on public question pairs by
    benchmarks/cache_quality.py),
-   unless the tenant's observations already show it wrong (the Clopper-Pearson lower bound, at `confidence`, on
-   the wrong rate at ≥ τ above δ): then no semantic hits until a threshold is certified. The cold start carries
-   no guarantee; it is a tuned default.
+   while the tenant's outcomes at or above it (once there are MIN_REFUTE) show a wrong rate of at most δ; above
+   δ, no semantic hits until a threshold is certified. The cold start carries no guarantee: it is a tuned default
+   that the first outcomes can only switch off, never loosen.
 
 The test "CP upper bound ≤ δ" is computed without inverting a beta function: it holds exactly when
 P(Binomial(n, δ) ≤ k) ≤ α' for k wrong of n observations; `max_wrong(n)` caches the largest such k.
@@ -69,32 +69,17 @@ def upper_bound(k: int, n: int, alpha: float) -> float:
     return hi
 
 
-def lower_bound(k: int, n: int, alpha: float) -> float:
-    """One-sided Clopper-Pearson lower bound at confidence 1-alpha (0 when k is 0)."""
-    if k == 0:
-        return 0.0
-    lo, hi = 0.0, k / n
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        if 1.0 - binomial_cdf(k - 1, n, mid) < alpha:  # P(X ≥ k) too small at mid: the rate is above mid
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
 @dataclass(slots=True)
 class Bound:
     """The operator's bound δ at confidence 1-α, split over the grid and the two families."""
 
     delta: float
     alpha: float  # per test: (1 - confidence) split over the grid and the two families
-    refute_alpha: float = 0.05  # refuting only ever turns hits off, so it needs no split
     _max_wrong: list[int] = field(default_factory=list)  # n → the most wrong answers that still certify
 
     @classmethod
     def of(cls, error_bound: float, confidence: float) -> Bound:
-        return cls(error_bound, (1.0 - confidence) / (2 * len(GRID)), 1.0 - confidence)
+        return cls(error_bound, (1.0 - confidence) / (2 * len(GRID)))
 
     def max_wrong(self, n: int) -> int:
         """The largest k with P(Binomial(n, δ) ≤ k) ≤ α' (-1: n observations cannot certify even with none wrong)."""
@@ -112,10 +97,13 @@ class Bound:
         return n > 0 and wrong <= self.delta * n and binomial_cdf(wrong, n, self.delta) <= self.alpha
 
     def refutes(self, wrong: int, n: int) -> bool:
-        """Whether the observations show the rate above δ (the one-sided lower bound at `confidence`)."""
-        return wrong > 0 and lower_bound(wrong, n, self.refute_alpha) > self.delta
+        """Whether the uncertified static threshold must stop: its observed wrong rate is above δ (a point
+        estimate, on purpose: refuting only ever turns hits off, so erring towards it is the safe side)."""
+        return n >= MIN_REFUTE and wrong > self.delta * n
 
 
+# Outcomes at or above the static threshold before their wrong rate can switch it off.
+MIN_REFUTE = 30
 # A grid threshold needs this many observations in its own band [τ, τ + 0.01): outcomes seen only well above τ
 # say nothing about queries just above it (feedback arrives for served hits, so the data thins out below).
 MIN_BAND = 10
