@@ -171,8 +171,9 @@ class ResponseCache:
             if settings.learn
             else None
         )
-        # Served hits by request id, for feedback: (tenant, entry, similarity), oldest first.
-        self._served: OrderedDict[str, tuple[str, Entry, float]] = OrderedDict()
+        # Served hits by (tenant, request id), for feedback: (entry, similarity), oldest first. The tenant is part
+        # of the key because clients choose request ids (x-request-id): one tenant's id never shadows another's.
+        self._served: OrderedDict[tuple[str, str], tuple[Entry, float]] = OrderedDict()
         self._would_hit = 0  # would-be semantic hits so far: every (1/explore_rate)-th one is explored
         self.path = Path(settings.persist_dir) / snapshot.FILE_NAME if settings.persist_dir else None
 
@@ -343,7 +344,7 @@ class ResponseCache:
     def _served_hit(self, request: ChatRequest, entry: Entry, similarity: float) -> None:
         if not request.request_id:
             return
-        self._served[request.request_id] = (request.tenant, entry, similarity)
+        self._served[request.tenant, request.request_id] = (entry, similarity)
         while len(self._served) > self.settings.feedback_window:
             self._served.popitem(last=False)
 
@@ -380,10 +381,10 @@ class ResponseCache:
         A wrong exact hit or a wrong entry means the answer itself is bad: the entry is dropped. A semantic hit's
         outcome becomes an observation at its similarity."""
         if request_id is not None:
-            served = self._served.get(request_id)
-            if served is None or served[0] != tenant:
+            served = self._served.get((tenant, request_id))
+            if served is None:
                 raise NotFound(f"no cache hit with request id {request_id!r} (recent hits only)", code="not_found")
-            _, entry, similarity = served
+            entry, similarity = served
         else:
             assert entry_id is not None
             try:

@@ -43,9 +43,14 @@ async def test_feedback_is_tenant_scoped(embeddings) -> None:  # noqa: F811
     with pytest.raises(NotFound):
         cache.feedback("acme", request_id="req-unknown", entry_id=None, correct=True)
     assert cache.learned is not None and len(cache.learned.pool("globex")) == 0
+    # Clients choose request ids: globex reusing "req-1" for its own hit does not shadow acme's.
+    await serve(cache, chat(BASE, tenant="globex"), "Paris, France.")
+    theirs = await serve(cache, chat(PARA, tenant="globex", request_id="req-1"), "")
+    assert theirs.status == "hit-semantic" and theirs.entry is not hit.entry
+    assert cache.feedback("globex", request_id="req-1", entry_id=None, correct=True)["entry_id"] == theirs.entry.id
     got = cache.feedback("acme", request_id="req-1", entry_id=None, correct=False)
     assert got["entry_id"] == hit.entry.id and not got["dropped"] and got["similarity"] == round(hit.similarity, 4)
-    assert len(cache.learned.pool("acme")) == 1
+    assert len(cache.learned.pool("acme")) == 1 and len(cache.learned.pool("globex")) == 1
     # A wrong outcome at that similarity is the entry's floor: the same rewording no longer hits it...
     again = await cache.lookup(chat(PARA, tenant="acme"), decide(chat(PARA, tenant="acme")))
     assert not again.hit and again.probe is not None and again.probe[0] is hit.entry
