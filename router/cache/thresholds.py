@@ -4,7 +4,9 @@ Every verified outcome is an observation (similarity of the query to the cached 
 for it?). Observations come from `POST /v1/cache/feedback` (http/cache_feedback.py), from misses that had a near
 candidate (the fresh answer is compared with the candidate's: an answer that repeats it counts as right, any other
 as wrong, which only ever errs towards refusing), and from a sampled share of would-be hits that are answered
-fresh instead (`explore_rate`) and compared the same way.
+fresh instead (`explore_rate`) and compared the same way. Exact repeats (hit-exact, similarity 1) are not
+outcomes: they would pile up clean observations at the top of the grid that say nothing about rewordings; a
+wrong exact hit reported by feedback drops the entry instead. Outcomes live in memory (not in snapshots).
 
 The statement, for an operator bound δ (`error_bound`) and confidence 1-α (`confidence`): a threshold τ from the
 grid (GRID) is *certified* when it has MIN_BAND observations just above it and the one-sided Clopper-Pearson upper
