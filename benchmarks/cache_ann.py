@@ -10,7 +10,10 @@ Vectors are random (a pessimistic case for HNSW: real sentence embeddings cluste
 100k entries build in about a minute without embedding 100k sentences. Half the queries lie near a stored vector
 (cosine ≈ 0.95, like a rewording), half are fresh (misses); recall@1 is measured on the first half.
 
-    python benchmarks/cache_ann.py [--sizes 10000 100000] [--queries 2000]
+    python benchmarks/cache_ann.py [--sizes 10000 100000] [--queries 2000] [--vectors random real-derived]
+
+`real-derived` vectors cluster around real MiniLM embeddings of public questions (benchmarks/cache_pairs.py),
+closer to a cache's contents than uniform random vectors.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +33,7 @@ from router.routing.policy import RoutingPolicy
 from router.types import ChatRequest, Chunk, Message, SamplingParams, Usage
 
 DIM = 384
+PAIRS = Path(__file__).resolve().parent / "out" / "paraphrase"
 
 
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -36,14 +41,24 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def real_derived(rng: np.random.Generator, n: int) -> np.ndarray:
+    """N vectors around real sentence embeddings (the question sets cache_pairs.py embedded): each a real
+    embedding moved by noise to cosine ≈ 0.9 from it, so they cluster like real prompts do."""
+    seeds = np.concatenate([np.load(p) for p in sorted(PAIRS.glob("*.npy"))]).astype(np.float32)
+    if not len(seeds):
+        raise SystemExit(f"no embeddings in {PAIRS}: run benchmarks/cache_data.py and cache_pairs.py first")
+    v = seeds[rng.integers(0, len(seeds), n)] + 0.48 * unit(rng, n)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
 def pct(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100)[int(q) - 1] if len(samples) > 1 else samples[0]
 
 
-async def ann(size: int, queries: int, efs: list[int], rng: np.random.Generator) -> None:
+async def ann(size: int, queries: int, efs: list[int], rng: np.random.Generator, kind: str) -> None:
     import hnswlib
 
-    data = unit(rng, size)
+    data = unit(rng, size) if kind == "random" else real_derived(rng, size)
     settings = CacheSettings()
     index = SemanticIndex(DIM, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                           ef_search=settings.hnsw_ef_search)  # fmt: skip
@@ -60,9 +75,10 @@ async def ann(size: int, queries: int, efs: list[int], rng: np.random.Generator)
     # queries: near-duplicates of stored vectors (what a cache lookup looks like) and fresh vectors (misses)
     picks = rng.integers(0, size, queries // 2)
     near = data[picks] + 0.33 * unit(rng, len(picks))  # cosine ≈ 0.95 to the stored vector
-    qs = np.concatenate([near / np.linalg.norm(near, axis=1, keepdims=True), unit(rng, queries - len(picks))])
+    fresh = unit(rng, queries - len(picks)) if kind == "random" else real_derived(rng, queries - len(picks))
+    qs = np.concatenate([near / np.linalg.norm(near, axis=1, keepdims=True), fresh])
     truth = np.argmax(qs[: len(picks)] @ data.T, axis=1)
-    print(f"{size:>7} entries: build {build:.1f} s")
+    print(f"{size:>7} entries ({kind}): build {build:.1f} s")
     for ef in efs:
         raw.set_ef(ef)
         direct, through = [], []
@@ -127,11 +143,15 @@ async def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--ef", type=int, nargs="*", default=[64, 128], help="ef_search values to time")
+    parser.add_argument("--vectors", nargs="*", default=["random"], choices=["random", "real-derived"])
+    parser.add_argument("--no-exact", action="store_true", help="skip the exact-tier timing")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    for size in args.sizes:
-        await ann(size, args.queries, args.ef, rng)
-    await exact(10_000)
+    for kind in args.vectors:
+        for size in args.sizes:
+            await ann(size, args.queries, args.ef, rng, kind)
+    if not args.no_exact:
+        await exact(10_000)
 
 
 if __name__ == "__main__":

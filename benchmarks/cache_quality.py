@@ -1,135 +1,156 @@
-"""Semantic cache quality on a paraphrase / near-miss corpus: hit rate and wrong-hit rate per threshold.
+"""Semantic cache quality on public pair sets: right hits, wrong hits and misses; tuned on some, reported on another.
 
-The corpus (benchmarks/workloads/cache_corpus.jsonl) has 70 groups: a base prompt, paraphrases that deserve the
-base's answer, and near misses that must not get it (changed numbers, names, negation, another subject). Every
-base is stored in one namespace (the same hard key, the hardest case: all candidates compete); then every
-paraphrase and near miss is looked up through the real ResponseCache, real embedding model, real hnswlib.
+Each labelled pair (a, b) is one lookup: `a` is the cached entry, `b` the query. The query hits when it passes the
+guard (router/cache/guard.py, the cache's own function) and its cosine similarity to `a` reaches the threshold,
+both on real all-MiniLM-L6-v2 int8 embeddings of `embedding_text(...)`, as the cache computes them.
 
-    hit rate        paraphrases served their own base's answer / paraphrases
-    wrong-hit rate  hits that served a wrong answer (a near miss hit, or a paraphrase got another base) / hits
+    right   a hit on a pair labelled the same request        wrong   a hit on a pair labelled different
+    miss    no hit (on either label)                         wrong-hit rate = wrong / (right + wrong)
 
-Each text is embedded once and reused across the sweep (the model is deterministic), so the sweep is quick.
+Sets (benchmarks/cache_data.py builds them, benchmarks/DATA_CARD.md says where from and under which licence):
+tuning = PAWS-Wiki dev, MRPC train, Medical Question Pairs, this project's corpus; report = Quora Question Pairs
+(test chunks), never used to choose a threshold. Steps:
 
-    python benchmarks/cache_quality.py [--thresholds 0.85 0.9 0.95]
+1. static: the cold-start threshold τ0 is the lowest grid value whose wrong-hit rate is at most the bound on each
+   prompt-like tuning set: MQP and this project's own corpus (benchmarks/workloads/cache_corpus.jsonl as pairs).
+   PAWS and MRPC (declarative sentences, adversarial word swaps) are reported alongside as stress sets; no τ in
+   the grid meets the bound on them.
+2. learned: the report set is shuffled (seeded) and split in two. The first half plays verified traffic: each
+   guarded pair at similarity ≥ observe_floor is one outcome (as a miss near a candidate or an explored hit gives
+   one), fed to router/cache/thresholds.py; the second half is served with the threshold those outcomes certify.
+   Reported for several bounds δ, with τ0 on the same second half for comparison.
+3. reference: a threshold sweep on the report set, guard on and off (for reading only: choosing from it would be
+   tuning on the report set).
+
+    python benchmarks/cache_data.py && python benchmarks/cache_quality.py [--bound 0.01] [--examples 10]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-from collections import Counter
+import sys
 from pathlib import Path
 
-from router.cache import Embedded, EmbeddingService, ResponseCache
-from router.config import CacheSettings, EmbeddingSettings, Settings
-from router.routing.policy import RoutingPolicy
-from router.types import ChatRequest, Chunk, Message, SamplingParams, Usage
+import numpy as np
 
-CORPUS = Path(__file__).parent / "workloads" / "cache_corpus.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cache_data import REPORT, TUNING
+from cache_pairs import Pairs, embedded
 
-class MemoEmbeddings(EmbeddingService):
-    """The real service, remembering each text's embedding so a sweep embeds it once."""
+from router.cache.guard import agree, anchors, why_not
+from router.cache.thresholds import GRID, Thresholds
+from router.config import CacheSettings
 
-    def __init__(self, settings: EmbeddingSettings) -> None:
-        super().__init__(settings)
-        self.memo: dict[str, Embedded] = {}
-
-    async def embed(self, texts):  # type: ignore[override]
-        missing = [t for t in texts if t not in self.memo]
-        if missing:
-            got = await super().embed(missing)
-            for i, t in enumerate(missing):
-                self.memo[t] = got.rows(i, i + 1)
-        return Embedded.concat([self.memo[t] for t in texts])
+QUESTION_TUNING = ("mqp", "corpus")  # the prompt-like tuning sets: τ0 must meet the bound on each
+SWEEP = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)
 
 
-def request(prompt: str) -> ChatRequest:
-    return ChatRequest(model="auto", messages=[Message("user", prompt)], sampling=SamplingParams(temperature=0.0))
+def guarded(p: Pairs) -> np.ndarray:
+    return np.array([agree(anchors(a), anchors(b)) for a, b in zip(p.a, p.b, strict=True)])
 
 
-async def answer(answer_text: str):
-    yield Chunk(finish_reason="stop", usage=Usage(1, 1))
+def counts(hit: np.ndarray, right: np.ndarray) -> tuple[int, int, int]:
+    return int((hit & right).sum()), int((hit & ~right).sum()), int((~hit).sum())
 
 
-async def run(embeddings: MemoEmbeddings, groups: list[dict], threshold: float, guard: bool, extra: int) -> dict:
-    settings = CacheSettings(similarity_threshold=threshold, guard=guard, guard_extra_words=extra, candidates=4)
-    cache = ResponseCache(settings, embeddings)
-    await cache.start()
-    policy = RoutingPolicy(Settings())
-    decision = policy.decide(request("x"))  # one decision for all: every prompt lands in the same namespace
-    for i, group in enumerate(groups):
-        lookup = await cache.lookup(request(group["base"]), decision)
-        async for _ in cache.recording(Chunk(text=str(i)), answer(str(i)), lookup, "m"):
-            pass
-    await cache.flush()
-    counts: Counter[str] = Counter()
-    wrong_kinds: Counter[str] = Counter()
-    examples: list[str] = []
-    for i, group in enumerate(groups):
-        for text in group["paraphrases"]:
-            found = await cache.lookup(request(text), decision)
-            counts["paraphrases"] += 1
-            if found.hit:
-                good = found.completion().text == str(i)
-                counts["hits"] += 1
-                counts["correct" if good else "wrong"] += 1
-                if not good:
-                    wrong_kinds["paraphrase→other"] += 1
-                    examples.append(f"{text!r} → {groups[int(found.completion().text)]['base']!r}")
-        for kind, text in group["near_misses"]:
-            found = await cache.lookup(request(text), decision)
-            counts["near_misses"] += 1
-            if found.hit:
-                counts["hits"] += 1
-                counts["wrong"] += 1
-                wrong_kinds[kind] += 1
-                examples.append(f"{text!r} → {groups[int(found.completion().text)]['base']!r} ({found.similarity:.3f})")
-    await cache.aclose()
-    return {
-        "threshold": threshold,
-        "guard": guard,
-        "hit_rate": counts["correct"] / counts["paraphrases"],
-        "wrong_hit_rate": counts["wrong"] / counts["hits"] if counts["hits"] else 0.0,
-        "hits": counts["hits"],
-        "wrong": counts["wrong"],
-        "wrong_kinds": dict(wrong_kinds),
-        "examples": examples,
-        "guard_rejections": cache.stats.guard_rejections,
-    }
+def line(label: str, hit: np.ndarray, right: np.ndarray) -> str:
+    r, w, m = counts(hit, right)
+    n, positives = len(right), int(right.sum())
+    rate = w / (r + w) if r + w else 0.0
+    return (
+        f"{label:<34} right {r:5d} ({r / n:6.1%} of pairs, {r / max(1, positives):6.1%} of positives)  "
+        f"wrong {w:4d}  miss {m:5d}  wrong-hit rate {rate:6.2%}"
+    )
 
 
-async def main() -> None:
+def tune(p: Pairs, guard: np.ndarray, bound: float) -> float:
+    cos, right = p.cosine, p.label.astype(bool)
+    for tau in GRID:
+        r, w, _ = counts(guard & (cos >= tau), right)
+        if r + w and w / (r + w) <= bound:
+            return tau
+    return 1.0
+
+
+def learned(p: Pairs, guard: np.ndarray, bound: float, floor: float, seed: int = 15) -> tuple[np.ndarray, float, str]:
+    """(mask of the served half, the threshold its first half leads to, how it got there)."""
+    order = np.random.default_rng(seed).permutation(len(p.label))
+    first, second = order[: len(order) // 2], order[len(order) // 2 :]
+    cos, right = p.cosine, p.label.astype(bool)
+    settings = CacheSettings()
+    thresholds = Thresholds(bound, settings.confidence, settings.calibration_window, settings.entry_window)
+    used = 0
+    for i in first:
+        if guard[i] and cos[i] >= floor:
+            thresholds.observe("tenant", float(cos[i]), bool(right[i]), None)
+            used += 1
+    served = np.zeros(len(right), dtype=bool)
+    served[second] = True
+    tau = thresholds.threshold("tenant", settings.similarity_threshold)
+    if tau > 1.0:
+        return served, np.inf, f"{used} outcomes: the static threshold is refuted, semantic hits off"
+    if thresholds.pool("tenant").certified() is None:
+        return served, tau, f"{used} outcomes: none certified, static τ0 {tau:.2f} kept (not refuted)"
+    return served, tau, f"{used} outcomes: certified τ {tau:.2f}"
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
-    parser.add_argument("--thresholds", type=float, nargs="*", default=[0.8, 0.85, 0.88, 0.9, 0.92, 0.95, 0.97])
-    parser.add_argument("--extra", type=int, nargs="*", default=[1], help="guard_extra_words values to try")
-    parser.add_argument("--no-unguarded", action="store_true", help="skip the runs without the guard")
-    parser.add_argument("--examples", action="store_true", help="print the wrong hits")
+    parser.add_argument("--bound", type=float, default=0.01, help="wrong-hit bound δ (the default error_bound)")
+    parser.add_argument("--bounds", type=float, nargs="*", default=[0.01, 0.05, 0.10], help="δ for the learned run")
+    parser.add_argument("--examples", type=int, default=0, help="print this many wrong hits of the report set")
+    parser.add_argument("--report", nargs="*", default=list(REPORT), help="report sets (qqp_large: 8,000 pairs)")
     args = parser.parse_args()
-    groups = [json.loads(line) for line in args.corpus.read_text().splitlines() if line.strip()]
-    n_para = sum(len(g["paraphrases"]) for g in groups)
-    n_near = sum(len(g["near_misses"]) for g in groups)
-    print(f"corpus: {len(groups)} bases, {n_para} paraphrases, {n_near} near misses (one namespace)")
-    embeddings = MemoEmbeddings(Settings().embeddings)
-    await embeddings.start()
-    header = f"{'threshold':>9} {'guard':>7} {'hit rate':>9} {'hits':>5} {'wrong':>6} {'wrong-hit rate':>15}"
-    print(header + "  wrong by kind")
-    configs = [(True, extra) for extra in args.extra] + ([] if args.no_unguarded else [(False, 0)])
-    for guard, extra in configs:
-        for threshold in args.thresholds:
-            r = await run(embeddings, groups, threshold, guard, extra)
-            label = f"on/{extra}" if guard else "off"
-            print(
-                f"{threshold:9.2f} {label:>7} {r['hit_rate']:9.1%} {r['hits']:5d} {r['wrong']:6d} "
-                f"{r['wrong_hit_rate']:15.2%}  {r['wrong_kinds'] or ''}"
-            )
-            if args.examples:
-                for line in r["examples"]:
-                    print("          ", line)
-    await embeddings.aclose()
+    report = tuple(args.report)
+    sets = {name: embedded(name) for name in (*TUNING, *report)}
+    guards = {name: guarded(p) for name, p in sets.items()}
+    for name, p in sets.items():
+        print(
+            f"{name}: {len(p.label)} pairs, {int(p.label.sum())} positive ({'report' if name in report else 'tuning'})"
+        )
+
+    taus = {name: tune(sets[name], guards[name], args.bound) for name in QUESTION_TUNING}
+    tau0 = max(taus.values())
+    what = ", ".join(f"{name} {tau:.2f}" for name, tau in taus.items())
+    print(f"\n1. static: τ0 = {tau0:.2f}, the lowest grid value with wrong-hit rate ≤ {args.bound:.0%} on each: {what}")
+    for name, p in sets.items():
+        right = p.label.astype(bool)
+        print(line(f"{name} @ τ0 {tau0:.2f}", guards[name] & (p.cosine >= tau0), right))
+
+    print("\n2. learned: outcomes from the first half of the report set, served on the second half")
+    floor = CacheSettings().observe_floor
+    for name in report:
+        p, guard = sets[name], guards[name]
+        right = p.label.astype(bool)
+        for delta in args.bounds:
+            served, tau, how = learned(p, guard, delta, floor)
+            print(f"  δ {delta:.0%}: {how}")
+            hit = served & guard & (p.cosine >= tau)
+            print("  " + line(f"{name} 2nd half, learned δ {delta:.0%}", hit[served], right[served]))
+        served, _, _ = learned(p, guard, args.bound, floor)
+        print(
+            "  " + line(f"{name} 2nd half, static τ0 {tau0:.2f}", (guard & (p.cosine >= tau0))[served], right[served])
+        )
+
+    print("\n3. reference sweep on the report set (not used to choose anything)")
+    for name in report:
+        p, guard = sets[name], guards[name]
+        right = p.label.astype(bool)
+        for tau in SWEEP:
+            print(line(f"{name} τ {tau:.2f} guard on", guard & (p.cosine >= tau), right))
+        for tau in (0.90, 0.95, 0.98):
+            print(line(f"{name} τ {tau:.2f} guard off", p.cosine >= tau, right))
+        if args.examples:
+            wrong = np.flatnonzero(guard & (p.cosine >= tau0) & ~right)
+            for i in wrong[np.argsort(-p.cosine[wrong])][: args.examples]:
+                print(f"    wrong {p.cosine[i]:.3f}: {p.a[i]!r} / {p.b[i]!r}")
+            missed = np.flatnonzero(~guard & (p.cosine >= tau0) & right)
+            for i in missed[: args.examples]:
+                print(
+                    f"    refused by the guard ({why_not(anchors(p.a[i]), anchors(p.b[i]))}): {p.a[i]!r} / {p.b[i]!r}"
+                )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

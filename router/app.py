@@ -41,6 +41,7 @@ from router.fastpath import estimate_tokens
 from router.frontier.tier import FrontierTier
 from router.http import debug, sse
 from router.http.anthropic import parse_messages_request
+from router.http.cache_feedback import cache_feedback
 from router.http.count_tokens import count_tokens, stream_input_tokens
 from router.http.embeddings import embeddings_body, parse_embedding_request
 from router.http.errors import JSON, api_of, error_response
@@ -436,6 +437,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_post("/v1/route", route)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/cache/feedback", cache_feedback)
     app.router.add_get("/v1/router/usage", usage)
     app.router.add_get("/metrics", metrics)
     debug.add_routes(app)

@@ -38,7 +38,7 @@ class Namespace:
 
 
 class SemanticIndex:
-    def __init__(self, dim: int, *, m: int = 16, ef_construction: int = 100, ef_search: int = 64) -> None:
+    def __init__(self, dim: int, *, m: int = 16, ef_construction: int = 100, ef_search: int = 32) -> None:
         import hnswlib  # noqa: F401  (fail at start-up, not on the first store, when it is missing)
 
         self.dim = dim

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -27,14 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from router.cache import snapshot
 from router.cache.embed import EmbeddingService
 from router.cache.guard import Anchors, agree, anchors
 from router.cache.keys import Keys, cache_keys, embedding_text
 from router.cache.semantic import Namespace, SemanticIndex
+from router.cache.thresholds import EntryRecord, Thresholds
 from router.config import CacheSettings
-from router.errors import RouterError
+from router.errors import NotFound, RouterError
 from router.fastpath import fnv1a_64
 from router.routing.policy import Decision
 from router.types import ChatRequest, Chunk, Completion, ToolCall, Usage
@@ -59,7 +62,12 @@ class CacheStats:
     not_stored: int = 0  # finished with an error/cancel, or too long
     evictions: int = 0
     expirations: int = 0
-    guard_rejections: int = 0  # semantic candidates above the threshold refused by the lexical guard
+    guard_rejections: int = 0  # semantic candidates above the threshold refused by the guard
+    threshold_rejections: int = 0  # candidates that passed the guard, refused by the (learned) threshold
+    explorations: int = 0  # would-be semantic hits answered fresh to check the cached answer (explore_rate)
+    verifications: int = 0  # fresh answers compared with a near candidate's: an observation each
+    verified_wrong: int = 0  # of those, the candidate's answer differed
+    feedback: int = 0  # outcomes reported through POST /v1/cache/feedback
     snapshots: int = 0
     snapshot_errors: int = 0
 
@@ -81,7 +89,13 @@ class Entry:
     namespace: Namespace | None = None  # once its vector is in the index
     label: int = -1
     alive: bool = True
+    record: EntryRecord | None = None  # what it learned from outcomes (thresholds.py), from the first one on
     _anchors: Anchors | None = None
+
+    @property
+    def id(self) -> str:
+        """Stable for the entry's exact key (x-router-cache-entry; feedback by entry id)."""
+        return f"{self.hash:016x}"
 
     @property
     def anchors(self) -> Anchors:
@@ -100,6 +114,8 @@ class Lookup:
     similarity: float | None = None
     entry: Entry | None = None
     vector: np.ndarray | None = field(default=None, repr=False)
+    tenant: str = ""
+    probe: tuple[Entry, float] | None = None  # a near candidate whose answer the fresh one is compared with
 
     @property
     def hit(self) -> bool:
@@ -121,6 +137,8 @@ class Lookup:
         headers = {"x-router-cache": self.status}
         if self.similarity is not None:
             headers["x-router-cache-similarity"] = f"{self.similarity:.4f}"
+        if self.entry is not None:
+            headers["x-router-cache-entry"] = self.entry.id
         return headers
 
 
@@ -148,6 +166,15 @@ class ResponseCache:
         self._maintainer: asyncio.Task[None] | None = None
         self.ready = not settings.enabled  # a disabled cache has nothing to load
         self.stats = CacheStats()
+        self.learned = (
+            Thresholds(settings.error_bound, settings.confidence, settings.calibration_window, settings.entry_window)
+            if settings.learn
+            else None
+        )
+        # Served hits by (tenant, request id), for feedback: (entry, similarity), oldest first. The tenant is part
+        # of the key because clients choose request ids (x-request-id): one tenant's id never shadows another's.
+        self._served: OrderedDict[tuple[str, str], tuple[Entry, float]] = OrderedDict()
+        self._would_hit = 0  # would-be semantic hits so far: every (1/explore_rate)-th one is explored
         self.path = Path(settings.persist_dir) / snapshot.FILE_NAME if settings.persist_dir else None
 
     @property
@@ -233,7 +260,7 @@ class ResponseCache:
                 return BYPASS
             return Lookup("bypass", cache_keys(request, decision, s, self.semantic), store=True)
         keys = cache_keys(request, decision, s, self.semantic)
-        result = Lookup("miss", keys, store=request.cache_store)
+        result = Lookup("miss", keys, store=request.cache_store, tenant=request.tenant)
         now = self.clock()
         entry = self._entries.get(keys.exact_hash)
         if entry is not None and entry.key == keys.exact:  # the bytes, not just the hash: no collision serves
@@ -241,6 +268,7 @@ class ResponseCache:
                 self._entries.move_to_end(entry.hash)
                 self.stats.hits_exact += 1
                 result.status, result.entry, result.similarity, result.store = "hit-exact", entry, 1.0, False
+                self._served_hit(request, entry, 1.0)
                 return result
             self._remove(entry, expired=True)
         if keys.namespace is not None:
@@ -268,9 +296,15 @@ class ResponseCache:
             return
         result.similarity = candidates[0][1]
         threshold = self.threshold(decision)
+        learned = self.learned
+        if learned is not None:
+            threshold = learned.threshold(request.tenant, threshold)
+        # Candidates below the threshold but above observe_floor are still checked: on a miss, the fresh answer
+        # is compared with the nearest one's, which is how the thresholds learn to come down.
+        floor = min(threshold, self.settings.observe_floor) if learned is not None else threshold
         mine: Anchors | None = None
         for label, similarity in candidates:
-            if similarity < threshold:
+            if similarity < floor:
                 break
             entry = ns.labels.get(label)
             if entry is None or not entry.alive:
@@ -280,13 +314,100 @@ class ResponseCache:
                 continue
             if self.settings.guard:
                 mine = mine or anchors(keys.prompt)
-                if not agree(mine, entry.anchors, self.settings.guard_extra_words):
-                    self.stats.guard_rejections += 1
+                if not agree(mine, entry.anchors):
+                    if similarity >= threshold:
+                        self.stats.guard_rejections += 1
                     continue
+            if learned is not None:
+                if not learned.allows(similarity, threshold, entry.record):
+                    self.stats.threshold_rejections += similarity >= threshold
+                    result.probe = result.probe or (entry, similarity)
+                    continue
+                if self._explore():
+                    self.stats.explorations += 1
+                    result.probe = (entry, similarity)
+                    return  # answered fresh, then compared: an observation above the threshold
             self._entries.move_to_end(entry.hash)
             self.stats.hits_semantic += 1
             result.status, result.entry, result.similarity, result.store = "hit-semantic", entry, similarity, False
+            self._served_hit(request, entry, similarity)
             return
+
+    def _explore(self) -> bool:
+        """Every (1/explore_rate)-th would-be semantic hit, counted: deterministic, so tests and replays repeat."""
+        rate = self.settings.explore_rate
+        if rate <= 0:
+            return False
+        self._would_hit += 1
+        return self._would_hit % max(1, round(1 / rate)) == 0
+
+    def _served_hit(self, request: ChatRequest, entry: Entry, similarity: float) -> None:
+        if not request.request_id:
+            return
+        self._served[request.tenant, request.request_id] = (entry, similarity)
+        while len(self._served) > self.settings.feedback_window:
+            self._served.popitem(last=False)
+
+    # -- learning from outcomes ----------------------------------------------------------------------------------
+
+    async def _verify(self, tenant: str, entry: Entry, similarity: float, fresh: Completion) -> None:
+        """A fresh answer to a query near `entry`: the same answer says the entry was right for it. "The same":
+        equal text (case, spacing, punctuation aside), or, when `verify_similarity` < 1, answers whose embeddings
+        are at least that close (a reworded answer; an answer the embedder truncates never counts)."""
+        assert self.learned is not None
+        correct = same_answer(entry.completion, fresh)
+        text_only = not (entry.completion.tool_calls or fresh.tool_calls)
+        if not correct and text_only and self.settings.verify_similarity < 1.0 and self._embeddings is not None:
+            try:
+                got = await self._embeddings.embed([entry.completion.text, fresh.text])
+            except RouterError:
+                return  # no judgement, no observation
+            close = float(np.dot(got.vectors[0], got.vectors[1])) >= self.settings.verify_similarity
+            correct = close and not any(got.truncated)
+        self.stats.verifications += 1
+        self.stats.verified_wrong += not correct
+        self._observe(tenant, entry, similarity, correct)
+
+    def _observe(self, tenant: str, entry: Entry, similarity: float, correct: bool) -> None:
+        assert self.learned is not None
+        if entry.record is None and entry.alive:
+            entry.record = self.learned.record()
+        self.learned.observe(tenant, similarity, correct, entry.record if entry.alive else None)
+
+    def feedback(self, tenant: str, *, request_id: str | None, entry_id: str | None, correct: bool) -> dict[str, Any]:
+        """An outcome reported by a client: for a served hit (by request id) or against an entry (by entry id).
+
+        Scoped to the tenant: another tenant's request or entry is not found, exactly like one that never existed.
+        A wrong exact hit or a wrong entry means the answer itself is bad: the entry is dropped. A semantic hit's
+        outcome becomes an observation at its similarity."""
+        if request_id is not None:
+            served = self._served.get((tenant, request_id))
+            if served is None:
+                raise NotFound(f"no cache hit with request id {request_id!r} (recent hits only)", code="not_found")
+            entry, similarity = served
+        else:
+            assert entry_id is not None
+            try:
+                entry = self._entries.get(int(entry_id, 16))
+            except ValueError:
+                entry = None
+            if entry is None or entry.id != entry_id or entry_tenant(entry) != tenant:
+                raise NotFound(f"no cache entry with id {entry_id!r}", code="not_found")
+            similarity = 1.0
+        self.stats.feedback += 1
+        dropped = False
+        if similarity >= 1.0 or entry_id is not None:
+            if not correct and entry.alive:
+                self._remove(entry)
+                dropped = True
+        elif self.learned is not None:
+            self._observe(tenant, entry, similarity, correct)
+        return {"entry_id": entry.id, "similarity": round(similarity, 4), "correct": correct, "dropped": dropped}
+
+    def learned_threshold(self, tenant: str, decision: Decision) -> float:
+        """The threshold a lookup of this tenant uses now (static before any observation)."""
+        static = self.threshold(decision)
+        return static if self.learned is None else self.learned.threshold(tenant, static)
 
     def threshold(self, decision: Decision) -> float:
         t = self.settings.thresholds
@@ -312,6 +433,8 @@ class ResponseCache:
         keys = lookup.keys
         assert keys is not None
         completion = await Completion.gather(_iterate(chunks))
+        if lookup.probe is not None and completion.finish_reason in STORABLE:
+            await self._verify(lookup.tenant, *lookup.probe, completion)
         if completion.finish_reason not in STORABLE or len(completion.text) > self.settings.max_answer_chars:
             self.stats.not_stored += 1
             return
@@ -485,6 +608,26 @@ class ResponseCache:
         if vectors.size and vectors.shape[1] != len(self._probe):
             return False
         return float(np.dot(np.asarray(probe, dtype=np.float32), self._probe)) >= 0.9999
+
+
+_FOLD = re.compile(r"[\W_]+")
+
+
+def same_answer(cached: Completion, fresh: Completion) -> bool:
+    """Whether a fresh answer repeats the cached one (case, spacing and punctuation aside; the same tool calls).
+    Strict on purpose: a reworded but right answer counts as wrong, which only raises thresholds."""
+    calls = [[(c.name, c.arguments) for c in x.tool_calls or ()] for x in (cached, fresh)]  # ids are per call
+    if calls[0] != calls[1]:
+        return False
+    return _FOLD.sub(" ", cached.text).strip().casefold() == _FOLD.sub(" ", fresh.text).strip().casefold()
+
+
+def entry_tenant(entry: Entry) -> str:
+    """The tenant in the entry's exact key (keys.py: ["exact", [version, api, tenant, …], messages])."""
+    try:
+        return str(orjson.loads(entry.key)[1][2])
+    except (orjson.JSONDecodeError, IndexError, TypeError, KeyError):
+        return ""
 
 
 async def _iterate(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
