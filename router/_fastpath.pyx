@@ -375,7 +375,7 @@ _load_lexicon(_build_table())
 # -- learned router: hashed n-grams + linear heads -----------------------------------------------------------
 # Twin: router/_fastpath_py.py `hashed_buckets` and `LinearRouter`. A text becomes two families of feature hashes.
 # Words: each word (case-folded, digits folded to 0), each pair of adjacent words, and the first 5 characters of
-# each longer word. Characters: the 3- and 4-grams of each word padded with a space on both sides, which carry
+# each longer word. Characters: the 3-grams of each word padded with a space on both sides, which carry
 # meaning across inflections, compounds and languages the word features have never seen. CJK-range characters
 # are words of their own. A feature lands in bucket (hash * MIX) >> (64 - bits). The binary head's logit is
 # bias + sum(word weights) / sqrt(n_words) + sum(char weights) / sqrt(n_chars) + dense weights x _scan features;
@@ -387,7 +387,6 @@ cdef uint64_t MIX = 0x9E3779B97F4A7C15ULL
 cdef uint64_t SEED_BIGRAM = 0x51ED270B3A2C1F37ULL
 cdef uint64_t SEED_PREFIX = 0x2545F4914F6CDD1DULL
 cdef uint64_t SEED_TRI = 0x9FB21C651E98DF25ULL
-cdef uint64_t SEED_QUAD = 0xC13FA9A902A6328FULL
 DEF PREFIX = 5
 DEF PAD = 32
 DEF MAX_TASKS = 32
@@ -423,7 +422,7 @@ cdef inline int _hash_class(unsigned int c) noexcept nogil:
 
 cdef struct _Hasher:
     uint64_t h, prefix, prev
-    unsigned int c1, c2, c3  # the last three padded characters of the current word, c1 the latest
+    unsigned int c1, c2  # the last two padded characters of the current word, c1 the latest
     Py_ssize_t wlen, padded, n, nc
     bint has_prev
     uint64_t* out
@@ -435,14 +434,10 @@ cdef inline uint64_t _gram(uint64_t seed, unsigned int a, unsigned int b, unsign
 
 
 cdef inline void _push_char(_Hasher* s, unsigned int c) noexcept nogil:
-    """One more character of the padded word: emit the 3-gram and the 4-gram it ends."""
+    """One more character of the padded word: emit the 3-gram it ends."""
     if s.padded >= 2 and s.nc < MAX_FEATURES:
         s.chars[s.nc] = _gram(SEED_TRI, s.c2, s.c1, c) * MIX
         s.nc += 1
-    if s.padded >= 3 and s.nc < MAX_FEATURES:
-        s.chars[s.nc] = ((_gram(SEED_QUAD, s.c3, s.c2, s.c1) ^ c) * FNV_PRIME) * MIX
-        s.nc += 1
-    s.c3 = s.c2
     s.c2 = s.c1
     s.c1 = c
     s.padded += 1
@@ -497,7 +492,7 @@ cdef void _hash_text(str text, _Hasher* s) noexcept:
     cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(text)
     s.h = FNV_OFFSET
     s.prefix = s.prev = 0
-    s.c1 = s.c2 = s.c3 = 0
+    s.c1 = s.c2 = 0
     s.wlen = s.padded = s.n = s.nc = 0
     s.has_prev = 0
     for i in range(n):

@@ -202,7 +202,6 @@ MIX = 0x9E3779B97F4A7C15
 SEED_BIGRAM = 0x51ED270B3A2C1F37
 SEED_PREFIX = 0x2545F4914F6CDD1D
 SEED_TRI = 0x9FB21C651E98DF25
-SEED_QUAD = 0xC13FA9A902A6328F
 PREFIX = 5
 PAD = 32
 MAX_FEATURES = 4096
@@ -246,7 +245,7 @@ class _Hasher:
         self.words: list[int] = []
         self.chars: list[int] = []
         self.h, self.prefix, self.prev = FNV_OFFSET, 0, 0
-        self.c1 = self.c2 = self.c3 = 0
+        self.c1 = self.c2 = 0
         self.wlen = self.padded = 0
         self.has_prev = False
 
@@ -254,10 +253,7 @@ class _Hasher:
         if self.padded >= 2 and len(self.chars) < MAX_FEATURES:
             tri = _step(_step(_step(FNV_OFFSET ^ SEED_TRI, self.c2), self.c1), c)
             self.chars.append((tri * MIX) & MASK64)
-        if self.padded >= 3 and len(self.chars) < MAX_FEATURES:
-            quad = _step(_step(_step(_step(FNV_OFFSET ^ SEED_QUAD, self.c3), self.c2), self.c1), c)
-            self.chars.append((quad * MIX) & MASK64)
-        self.c3, self.c2, self.c1 = self.c2, self.c1, c
+        self.c2, self.c1 = self.c1, c
         self.padded += 1
 
     def emit(self, v: int) -> None:

@@ -87,8 +87,12 @@ class RoutingPolicy:
                 param="model",
                 code="model_not_found",
             )
-        predicted = self.model.predict(scored_text(request))
-        tokens = context_tokens(request)
+        scored = scored_turns(request)
+        predicted = self.model.predict("\n".join(request.messages[i].content for i in scored))
+        # The whole conversation's size, reusing the count the prediction made of the scored turns.
+        tokens = predicted.tokens + sum(
+            fastpath.estimate_tokens(m.content) for i, m in enumerate(request.messages) if i not in scored
+        )
         task, source = (request.task, "explicit") if request.task else (predicted.task.value, "inferred")
         score, t = predicted.p_frontier, self.threshold
         if model in self.local_models:
@@ -155,17 +159,21 @@ def task_hint(value: str | None, param: str) -> str | None:
     return value
 
 
+def scored_turns(request: ChatRequest) -> tuple[int, ...]:
+    """Which messages the learned router reads: the user's latest turn, with the user turn before it when the
+    latest is short; never the system prompt. Without user text (only tool results, say): all but the system."""
+    users = [i for i, m in enumerate(request.messages) if m.role == "user" and m.content]
+    if not users:
+        rest = tuple(i for i, m in enumerate(request.messages) if m.role != "system")
+        return rest or tuple(range(len(request.messages)))
+    latest = users[-1]
+    if len(users) > 1 and fastpath.estimate_tokens(request.messages[latest].content) < SHORT_TURN_TOKENS:
+        return (users[-2], latest)
+    return (latest,)
+
+
 def scored_text(request: ChatRequest) -> str:
-    """The user's latest turn, with the user turn before it when the latest is short; never the system prompt."""
-    turns = [m.content for m in request.messages if m.role == "user" and m.content]
-    if not turns:  # e.g. only a system prompt, or only tool results: read what there is
-        return "\n".join(m.content for m in request.messages if m.role != "system") or "\n".join(
-            m.content for m in request.messages
-        )
-    latest = turns[-1]
-    if len(turns) > 1 and fastpath.estimate_tokens(latest) < SHORT_TURN_TOKENS:
-        return f"{turns[-2]}\n{latest}"
-    return latest
+    return "\n".join(request.messages[i].content for i in scored_turns(request))
 
 
 def context_tokens(request: ChatRequest) -> int:

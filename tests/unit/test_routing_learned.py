@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from router.config import Settings
+from router.fastpath import estimate_tokens
 from router.http.openai import parse_chat_request
 from router.routing.policy import RoutingPolicy, scored_text
 
@@ -93,7 +94,9 @@ def test_the_latest_user_turn_decides_and_a_short_follow_up_keeps_its_context(po
     assert turn.tier == "local"  # a narrow task after a hard one is judged on its own
     follow_up = chat("and why?", history=history)
     assert scored_text(follow_up) == f"{HARD[0]}\nand why?"
-    assert policy.decide(follow_up).tier == "frontier"
+    decision = policy.decide(follow_up)
+    assert decision.tier == "frontier"
+    assert decision.context_tokens == sum(estimate_tokens(m.content) for m in follow_up.messages)
 
 
 def test_explicit_task_hints_override_the_learned_decision(policy: RoutingPolicy) -> None:
