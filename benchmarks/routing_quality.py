@@ -49,30 +49,38 @@ def rates(model: learned.LearnedRouter, rows: list[dict], threshold: float) -> t
     return recall, kept
 
 
-def priced_mix(model: learned.LearnedRouter, reports: dict[str, list[dict]], threshold: float) -> dict:
+def priced_mix(
+    model: learned.LearnedRouter, reports: dict[str, list[dict]], threshold: float, local_sets: tuple[str, ...] = ()
+) -> dict:
+    """800 local-labelled + 200 frontier-labelled (English) prompts from the report sets (local ones from
+    `local_sets` when given), each priced on the frontier and, when routed local, at the local rate."""
     rng = random.Random(7)
-    local = [r for rows in reports.values() for r in rows if r["label"] == "local"]
+    pools = {k: v for k, v in reports.items() if not local_sets or k in local_sets}
+    local = [r for rows in pools.values() for r in rows if r["label"] == "local"]
     frontier = [r for rows in reports.values() for r in rows if r["label"] == "frontier" and r.get("lang") == "en"]
-    mix = rng.sample(local, min(MIX_LOCAL, len(local))) + rng.sample(frontier, min(MIX_FRONTIER, len(frontier)))
-    all_frontier = routed = 0.0
+    # A pool smaller than its share is drawn with replacement, so the mix stays 80/20.
+    pick = lambda pool, k: rng.sample(pool, k) if len(pool) >= k else rng.choices(pool, k=k)  # noqa: E731
+    mix = pick(local, MIX_LOCAL) + pick(frontier, MIX_FRONTIER)
+    all_frontier = routed = perfect = 0.0
     sent = 0
     for r in mix:
         tokens = fastpath.estimate_tokens(r["prompt"])
         frontier_cost = (tokens * FRONTIER_IN + ANSWER_TOKENS * FRONTIER_OUT) / 1e6
+        local_cost = (tokens * LOCAL_IN + ANSWER_TOKENS * LOCAL_OUT) / 1e6
         all_frontier += frontier_cost
+        perfect += frontier_cost if r["label"] == "frontier" else local_cost
         if model.predict(r["prompt"]).p_frontier >= threshold:
             routed += frontier_cost
             sent += 1
         else:
-            routed += (tokens * LOCAL_IN + ANSWER_TOKENS * LOCAL_OUT) / 1e6
+            routed += local_cost
     return {
         "requests": len(mix),
-        "local_labelled": min(MIX_LOCAL, len(local)),
-        "frontier_labelled": min(MIX_FRONTIER, len(frontier)),
         "sent_to_frontier": sent,
         "all_frontier_usd": round(all_frontier, 4),
         "routed_usd": round(routed, 4),
         "cost_ratio": round(all_frontier / routed, 2),
+        "perfect_routing_ratio": round(all_frontier / perfect, 2),  # the ceiling for this mix and these prices
     }
 
 
@@ -117,7 +125,10 @@ def main() -> int:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"{path.stem:44} {len(rows):>6} {fmt(recall):>19} {fmt(kept):>13}")
     mix = priced_mix(model, reports, threshold)
-    print("priced 80/20 mix (public report sets):", orjson.dumps(mix).decode())
+    print("priced 80/20 mix, local from every report set:", orjson.dumps(mix).decode())
+    sets = ("report_banking77_inline_labels", "report_mt_bench", "report_self_instruct_user_oriented")
+    english = priced_mix(model, reports, threshold, sets)
+    print("priced 80/20 mix, local from banking77, MT-bench, self-instruct:", orjson.dumps(english).decode())
     policy = RoutingPolicy(Settings(), frontier_models=("claude",))
     for compiled in (True, False):
         if compiled and not fastpath.COMPILED:
