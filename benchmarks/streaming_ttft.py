@@ -22,10 +22,14 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-PROMPTS = [
-    "Classify the sentiment of this review as positive or negative: 'The battery died after two days.'",
-    "Summarise in one sentence: The meeting moved to Thursday because the client asked for more time.",
-    "Extract the city from: 'Ship the parcel to 12 Rue de Rivoli, Paris, before Friday.'",
+PROMPTS = [  # narrow tasks the router keeps local, with answers longer than the judged prefix
+    "Summarize this paragraph in three sentences: The city council met on Tuesday to discuss the new budget. "
+    "The plan adds money for parks and libraries, cuts road repairs, and raises parking fees downtown. Several "
+    "residents spoke against the fee increase, while business owners asked for more street cleaning.",
+    "Summarize this announcement in two sentences: We will open a new office in Lyon next spring, and we are hiring "
+    "ten engineers, two designers and a product manager for the team.",
+    "Extract every person, place and date in this text as a list: Maria Lopez flew from Madrid to Boston on 4 June "
+    "2023 to meet Dr. James Chen, and they travelled together to Toronto on 9 June.",
 ]
 
 
@@ -52,28 +56,30 @@ def start(mode: str, workdir: Path) -> tuple[subprocess.Popen, str]:
     return proc, re.search(r"http://[\d.]+:\d+", line).group(0)  # type: ignore[union-attr]
 
 
-async def ask(session: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> tuple[float, float, str]:
+async def ask(session: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> tuple[float, float, str, int]:
     body = {"model": "auto", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens}
     body |= {"temperature": 0, "stream": True}
     started = time.perf_counter()
     first = None
+    chunks = 0
     async with session.post(url + "/v1/chat/completions", data=orjson.dumps(body)) as resp:
         tier = resp.headers.get("x-router-tier", "?")
         async for line in resp.content:
-            if first is None and line.startswith(b"data: {") and b'"content":"' in line and b'"role"' not in line:
-                first = time.perf_counter()
+            if line.startswith(b"data: {") and b'"content":"' in line and b'"role"' not in line:
+                chunks += 1
+                first = first or time.perf_counter()
     end = time.perf_counter()
-    return (first or end) - started, end - started, tier
+    return (first or end) - started, end - started, tier, chunks
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp())
     servers = {mode: start(mode, workdir) for mode in ("prefix", "buffer")}
-    rows: dict[str, list[tuple[float, float, str]]] = {mode: [] for mode in servers}
+    rows: dict[str, list[tuple[float, float, str, int]]] = {mode: [] for mode in servers}
     try:
         async with aiohttp.ClientSession() as session:
             for _, url in servers.values():
@@ -91,7 +97,11 @@ async def main() -> None:
         ttft[mode] = statistics.median(r[0] for r in samples) * 1000
         total = statistics.median(r[1] for r in samples) * 1000
         tiers = {r[2] for r in samples}
-        print(f"{mode:>7}: TTFT p50 {ttft[mode]:8.1f} ms · whole answer p50 {total:8.1f} ms · tiers {sorted(tiers)}")
+        chunks = statistics.median(r[3] for r in samples)
+        print(
+            f"{mode:>7}: TTFT p50 {ttft[mode]:8.1f} ms · whole answer p50 {total:8.1f} ms · "
+            f"{chunks:.0f} chunks p50 · tiers {sorted(tiers)}"
+        )
     print(f"buffer/prefix TTFT: x{ttft['buffer'] / ttft['prefix']:.2f}")
 
 
