@@ -556,35 +556,40 @@ cdef class LinearRouter:
     def predict(self, str text not None):
         """(p_frontier, task index, estimated tokens)."""
         cdef double f[N_FEAT]
-        cdef Py_ssize_t tokens, i, row
+        cdef Py_ssize_t tokens, i
         cdef uint64_t words[MAX_FEATURES]
         cdef uint64_t chars[MAX_FEATURES]
         cdef _Hasher s
         cdef double z, zc, norm, best_z, zt
         cdef double zs[MAX_TASKS]
-        cdef int j, best = 0
+        cdef int j, best = 0, k = self._k
         cdef int shift = 64 - self._bits, tshift = 64 - self._task_bits
+        cdef const float* bw
+        cdef const float* tw
+        cdef const float* row
         _scan(text, f, &tokens)
         s.out = words
         s.chars = chars
         _hash_text(text, &s)
+        bw = &self._bw[0]
+        tw = &self._tw[0, 0]
         z = 0.0
         for i in range(s.n):
-            z = z + self._bw[words[i] >> shift]
+            z = z + bw[words[i] >> shift]
         zc = 0.0
         for i in range(s.nc):
-            zc = zc + self._bw[chars[i] >> shift]
+            zc = zc + bw[chars[i] >> shift]
         norm = sqrt(<double>(s.n if s.n > 0 else 1))
         z = self._bb + z / norm + zc / sqrt(<double>(s.nc if s.nc > 0 else 1))
         for i in range(N_FEAT):
             z = z + self._bd[i] * f[i]
         z = 50.0 if z > 50.0 else (-50.0 if z < -50.0 else z)
-        for j in range(self._k):
+        for j in range(k):
             zs[j] = 0.0
         for i in range(s.n):  # bucket-major: one cache line per feature for all K classes
-            row = <Py_ssize_t>(words[i] >> tshift)
-            for j in range(self._k):
-                zs[j] = zs[j] + self._tw[row, j]
+            row = tw + (<Py_ssize_t>(words[i] >> tshift)) * k
+            for j in range(k):
+                zs[j] = zs[j] + row[j]
         best_z = -1e300
         for j in range(self._k):
             zt = self._tb[j] + zs[j] / norm
