@@ -44,6 +44,7 @@ MODELS = {
     "cut-o": ("openai", "cut_stream_2", {"fallbacks": ["ok-a"]}),
     "mid-local": ("anthropic", "stream_error_after_2", {}),
     "mid-none": ("openai", "stream_error_after_2", {"fallback_to_local": False}),
+    "flaky-o": ("openai", "flaky_3", {"fallback_to_local": False}),
     # throttles that name their wait
     "ovra-a": ("anthropic", "error_529_ra_2", {"fallback_to_local": False}),
     "ovra-o": ("openai", "error_503_ra_2", {"fallback_to_local": False}),
@@ -295,6 +296,27 @@ def test_open_breaker_sends_nothing_upstream_and_hands_over_to_the_fallback(
     assert status == 200 and text == EXPECTED and headers["x-router-fallback"] == "ok-a"
     assert headers["x-router-attempts"] == "2"  # "circuit open", then the fallback
     assert sent(fake, "error_500") == upstream
+
+
+async def _cooled(breaker) -> None:
+    breaker.opened_at -= breaker.cooldown_s  # as if the cool-down had passed (on the server's loop: no race)
+
+
+@BOTH
+@STREAM
+def test_open_breaker_lets_one_probe_through_after_its_cooldown_and_closes_on_success(
+    router, fake, ingress: str, stream: bool
+) -> None:
+    assert ask(router, ingress, "flaky-o", stream)[0] == 502
+    assert ask(router, ingress, "flaky-o", stream)[0] == 502  # failure 3 opens it: no retry
+    breaker = router.app[FRONTIER].resilience.breakers["flaky-o"]
+    assert breaker.state == "open" and ask(router, ingress, "flaky-o", stream)[0] == 503
+    router.call(_cooled(breaker))
+    assert breaker.state == "half-open"
+    status, _, text, _ = ask(router, ingress, "flaky-o", stream)  # the probe: the upstream has recovered
+    assert status == 200 and text == EXPECTED
+    assert breaker.state == "closed" and breaker.failures == 0
+    assert sent(fake, "flaky_3") == 4
 
 
 # -- the request's own fault: 400 / 413 / 422, and 404 from an OpenAI-compatible upstream ----------------------
