@@ -129,6 +129,12 @@ class Result:
     outcome: str  # ok | ok-fallback | throttled | inband | error
     as_designed: bool
     detail: str = ""
+    # Where a local answer's time went: the first text delta (streams only: queue wait + prompt), the answer's
+    # tokens (usage), and whether the cache answered it.
+    ttft: float | None = None
+    tokens: int | None = None
+    cache: str = ""
+    tier: str = ""
 
 
 @dataclass
@@ -222,10 +228,9 @@ class Soak:
             "temperature": 0.0,
             "stream": stream,
         }
-        if ingress == "openai":
-            body["messages"] = [{"role": "user", "content": text}]
-        else:
-            body["messages"] = [{"role": "user", "content": text}]
+        body["messages"] = [{"role": "user", "content": text}]
+        if ingress == "openai" and stream:
+            body["stream_options"] = {"include_usage": True}  # the answer's token count, as Anthropic streams give
         return body
 
     async def one(self, session: aiohttp.ClientSession, kind: Kind, t0: float) -> None:
@@ -237,11 +242,24 @@ class Soak:
         body = orjson.dumps(self.body(kind, ingress, stream))
         start = time.perf_counter()
         status, outcome, detail = 0, "error", ""
+        ttft: float | None = None
+        tokens: int | None = None
+        cache = tier = ""
         try:
             async with session.post(self.base + path, data=body, headers=headers) as resp:
                 status = resp.status
-                raw = await resp.read()
+                cache, tier = resp.headers.get("x-router-cache", ""), resp.headers.get("x-router-tier", "")
+                if stream and status == 200:
+                    parts = []
+                    async for block in resp.content.iter_any():
+                        if ttft is None and _TEXT_DELTA.search(block):
+                            ttft = time.perf_counter() - start
+                        parts.append(block)
+                    raw = b"".join(parts)
+                else:
+                    raw = await resp.read()
                 if status == 200:
+                    tokens = _completion_tokens(raw)
                     inband = (b'"error"' in raw) if stream else False
                     fallback = "x-router-fallback" in resp.headers
                     outcome = "inband" if inband else ("ok-fallback" if fallback else "ok")
@@ -258,7 +276,21 @@ class Soak:
             detail = f"{type(exc).__name__}: {exc}"
         latency = time.perf_counter() - start
         self.results.append(
-            Result(kind.name, ingress, stream, start - t0, latency, status, outcome, _designed(kind, outcome), detail)
+            Result(
+                kind.name,
+                ingress,
+                stream,
+                start - t0,
+                latency,
+                status,
+                outcome,
+                _designed(kind, outcome),
+                detail,
+                ttft,
+                tokens,
+                cache,
+                tier,
+            )
         )
 
     # -- the run ---------------------------------------------------------------------------------------------
@@ -380,6 +412,17 @@ class Soak:
         self.fake.stop()
 
 
+# The first text of an answer in either wire format (a non-empty OpenAI content delta, an Anthropic text delta).
+_TEXT_DELTA = re.compile(rb'"content":"[^"]|"type":"text_delta","text":"[^"]')
+_USAGE = re.compile(rb'"(?:completion_tokens|output_tokens)":(\d+)')
+
+
+def _completion_tokens(raw: bytes) -> int | None:
+    """The answer's token count from its usage (the last one: Anthropic's message_delta beats message_start)."""
+    found = _USAGE.findall(raw)
+    return int(found[-1]) if found else None
+
+
 def _designed(kind: Kind, outcome: str) -> bool:
     if kind.expect == "ok":
         return outcome in ("ok", "ok-fallback")  # auto/local may fall back; both are answers
@@ -398,6 +441,11 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
     samples = soak.samples
     tail = [(s.t, s.rss_mib) for s in samples if s.t >= minutes * 60 / 3]
     local = sorted(r.latency for r in res if r.kind == "local" and r.status == 200)
+    # Local answers the engine had to compute (no cache hit), and how their time splits: waiting plus the prompt
+    # (time to the first text delta, streams only) and decoding (the rest, per token after the first).
+    computed = [r for r in res if r.tier == "local" and r.status == 200 and not r.cache.startswith("hit")]
+    streamed = [r for r in computed if r.ttft is not None]
+    slow = [r for r in streamed if r.latency > 3]
     frontier = sorted(r.latency for r in res if r.kind == "frontier" and r.status == 200)
     after = extra["after"]
 
@@ -418,6 +466,16 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
         if k.startswith(("router_in_flight", "router_engine_slots_in_use", "router_queue_depth"))
     }
     duration = (steps[-1][0] - steps[0][0]) if len(steps) > 1 else float("nan")
+    busy = [s for s in samples if s.t <= minutes * 60]  # while the traffic ran
+
+    def gauge(prefix: str) -> dict[str, float]:
+        values = [sum(v for k, v in s.metrics.items() if k.startswith(prefix)) for s in busy if s.metrics]
+        return {"mean": round(sum(values) / len(values), 2), "max": max(values)} if values else {}
+
+    def decode_per_token(r: Result) -> float | None:
+        return (r.latency - r.ttft) / (r.tokens - 1) if r.ttft is not None and r.tokens and r.tokens > 1 else None
+
+    per_token = sorted(x for x in map(decode_per_token, streamed) if x is not None)
     return {
         "minutes": minutes,
         "rate": soak.args.rate,
@@ -428,6 +486,19 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
         "rss_slope_whole_mib_per_min": round(slope_per_min([(s.t, s.rss_mib) for s in samples]), 3),
         "local_latency_s": pct(local),
         "local_over_3s": sum(1 for x in local if x > 3),
+        "local_computed": {
+            "n": len(computed),
+            "share_of_local_tier": round(len(computed) / max(1, sum(1 for r in res if r.tier == "local")), 3),
+            "latency_s": pct(sorted(r.latency for r in computed)),
+            "tokens_mean": round(sum(r.tokens or 0 for r in computed) / max(1, len(computed)), 1),
+            "stream_ttft_s": pct(sorted(r.ttft for r in streamed if r.ttft is not None)),
+            "stream_decode_s": pct(sorted(r.latency - r.ttft for r in streamed if r.ttft is not None)),
+            "stream_decode_per_token_s": pct(per_token),
+            "over_3s_streams": len(slow),
+            "over_3s_ttft_share": round(sum(r.ttft or 0 for r in slow) / max(1e-9, sum(r.latency for r in slow)), 3),
+        },
+        "engine_slots_in_use": gauge("router_engine_slots_in_use"),
+        "engine_queue_depth": gauge("router_queue_depth"),
         "frontier_latency_s": pct(frontier),
         "loop_lag_p99_s": round(histogram_quantile(after, "router_event_loop_lag_seconds", 0.99), 4),
         "loop_lag_max_s": after.get("router_event_loop_lag_max_seconds"),
