@@ -75,8 +75,9 @@ def request(text: str, max_tokens: int) -> ChatRequest:
     )
 
 
-async def level(engine: BatchedLlamaCppEngine, c: int, tag: str, max_tokens: int) -> float:
-    """Output tokens per second of C closed-loop clients."""
+async def level(engine: BatchedLlamaCppEngine, c: int, tag: str, max_tokens: int) -> tuple[float, float]:
+    """Output tokens per wall second and per CPU second (this process: the engine thread and the loop) of C
+    closed-loop clients. Per CPU second is what other processes on the machine cannot take away."""
     todo = iter(prompts(tag, max(4, 2 * c)))
     produced = 0
 
@@ -87,9 +88,9 @@ async def level(engine: BatchedLlamaCppEngine, c: int, tag: str, max_tokens: int
                 if chunk.usage:
                     produced += chunk.usage.completion_tokens
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(c)))
-    return produced / (time.perf_counter() - start)
+    return produced / (time.perf_counter() - start), produced / (time.process_time() - cpu)
 
 
 async def answers(engine: BatchedLlamaCppEngine, texts: list[str], max_tokens: int) -> list[list[str]]:
@@ -111,21 +112,25 @@ async def main(args: argparse.Namespace, files: dict[str, tuple[str, float]]) ->
         await engines[fmt].start()
         print(f"{fmt}: {path} ({size:.0f} MiB)", flush=True)
     rates: dict[tuple[str, int], list[float]] = {}
+    per_cpu: dict[tuple[str, int], list[float]] = {}
     for rnd in range(args.rounds):
         for c in args.concurrency:
             for fmt, engine in engines.items():
-                rate = await level(engine, c, f"{rnd}.{c}", args.max_tokens)
+                rate, cpu_rate = await level(engine, c, f"{rnd}.{c}", args.max_tokens)
                 rates.setdefault((fmt, c), []).append(rate)
-                print(f"round {rnd + 1} {fmt:<5} {c:>2} streams: {rate:6.1f} tok/s", flush=True)
-    print()
+                per_cpu.setdefault((fmt, c), []).append(cpu_rate)
+                print(
+                    f"round {rnd + 1} {fmt:<5} {c:>2} streams: {rate:6.1f} tok/s, {cpu_rate:6.1f} tok/CPU-s", flush=True
+                )
     base = formats[0]
-    print(f"| format | {' | '.join(f'{c} streams tok/s' for c in args.concurrency)} | vs {base} |")
-    print(f"|---|{'---:|' * len(args.concurrency)}---|")
-    for fmt in formats:
-        med = [statistics.median(rates[(fmt, c)]) for c in args.concurrency]
-        ratio = [m / statistics.median(rates[(base, c)]) for m, c in zip(med, args.concurrency, strict=True)]
-        cells = " | ".join(f"{m:.1f}" for m in med)
-        print(f"| {fmt} | {cells} | {' / '.join(f'{r:.2f}x' for r in ratio)} |")
+    for title, table in (("tok/s (wall)", rates), ("tok per CPU second", per_cpu)):
+        print(f"\n| format | {' | '.join(f'{c} streams, {title}' for c in args.concurrency)} | vs {base} |")
+        print(f"|---|{'---:|' * len(args.concurrency)}---|")
+        for fmt in formats:
+            med = [statistics.median(table[(fmt, c)]) for c in args.concurrency]
+            ratio = [m / statistics.median(table[(base, c)]) for m, c in zip(med, args.concurrency, strict=True)]
+            cells = " | ".join(f"{m:.1f}" for m in med)
+            print(f"| {fmt} | {cells} | {' / '.join(f'{r:.2f}x' for r in ratio)} |")
     texts = prompts("quality", 24)
     reference = await answers(engines[base], texts, args.max_tokens)
     print()
