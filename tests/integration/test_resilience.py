@@ -70,6 +70,11 @@ MODELS = {
     "mid0-a": ("anthropic", "stream_error_after_0", {"fallbacks": ["ok-o"]}),
     "cut0-o": ("openai", "cut_stream_0", {"fallbacks": ["ok-a"]}),
     "cut0-local": ("openai", "cut_stream_0", {}),
+    # the router's own pacing under a model's requests_per_minute
+    "paced-a": ("anthropic", "ok", {"fallback_to_local": False, "requests_per_minute": 2}),
+    "paced-o": ("openai", "ok", {"fallback_to_local": False, "requests_per_minute": 2}),
+    "paced-fb": ("anthropic", "ok", {"fallbacks": ["ok-o"], "requests_per_minute": 1}),
+    "paced-wait": ("openai", "ok", {"fallback_to_local": False, "requests_per_minute": 60}),
 }
 
 
@@ -193,6 +198,45 @@ def test_overload_retry_after_is_followed_and_reaches_the_client(
         assert 1 <= int(headers["retry-after"]) <= 2  # the upstream's 2 s, counting down
     assert sent(fake, MODELS[model][1]) == 1  # 2 s is within backoff_max_s, yet no retry is sent while it cools
     assert router.app[FRONTIER].resilience.breakers[model].failures == 0
+
+
+@BOTH
+@STREAM
+@pytest.mark.parametrize("model", ["paced-a", "paced-o"])
+def test_requests_per_minute_paces_the_router_and_the_client_sees_429(
+    router, fake, ingress: str, stream: bool, model: str
+) -> None:
+    for _ in range(2):  # the bucket holds one minute's worth: 2
+        status, headers, text, _ = ask(router, ingress, model, stream)
+        assert status == 200 and text == EXPECTED
+    status, headers, _, _ = ask(router, ingress, model, stream)
+    assert status == 429 and 25 <= int(headers["retry-after"]) <= 30  # one request per 30 s, counting down
+    assert sent(fake, "ok") == 2  # the third was never sent: the router paced itself
+    assert router.app[FRONTIER].resilience.breakers[model].state == "closed"
+
+
+@BOTH
+@STREAM
+def test_a_paced_model_hands_over_to_its_fallback(router, fake, ingress: str, stream: bool) -> None:
+    status, headers, _, _ = ask(router, ingress, "paced-fb", stream)
+    assert status == 200 and headers["x-router-model"] == "paced-fb" and "x-router-fallback" not in headers
+    status, headers, text, _ = ask(router, ingress, "paced-fb", stream)
+    assert status == 200 and text == EXPECTED and headers["x-router-fallback"] == "ok-o"
+    assert sum(1 for r in fake.requests if r.path == "/v1/messages") == 1  # paced-fb (Anthropic) was sent one
+
+
+async def _drain(bucket) -> None:
+    bucket.level, bucket.stamp = 0.0, time.monotonic()
+
+
+@BOTH
+@STREAM
+def test_a_short_pacing_wait_is_waited_out_without_a_fallback(router, fake, ingress: str, stream: bool) -> None:
+    router.call(_drain(router.app[FRONTIER].resilience.pacers["paced-wait"]))  # next slot in 1 s (60 per minute)
+    begun = time.perf_counter()
+    status, _, text, _ = ask(router, ingress, "paced-wait", stream)
+    assert status == 200 and text == EXPECTED
+    assert time.perf_counter() - begun >= 0.5 and sent(fake, "ok") == 1
 
 
 def test_retry_after_ms_is_waited_out_before_the_retry(router, fake) -> None:
