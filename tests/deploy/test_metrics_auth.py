@@ -76,6 +76,19 @@ def test_compose_token_writer_makes_one_token_and_keeps_it(tmp_path: Path) -> No
     assert (tmp_path / "token").read_text() == first  # a restart keeps the token the router already read
 
 
+def test_compose_keeps_prometheus_and_the_dashboard_behind_a_login() -> None:
+    """Prometheus (no login of its own) holds every series it scraped and Grafana shows the spend: this host only,
+    no anonymous viewers, and no default admin password."""
+    services = _load(DEPLOY / "compose.yaml")["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["ports"] and all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), name
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    password = grafana["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), password  # compose refuses to start without one
+    assert services["router"]["ports"] == ["8080:8080"]  # the API itself stays reachable
+
+
 def test_compose_router_config_loads_with_the_token(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("t" * 64)
     env = {"HYBRID_ROUTER_SERVER__HOST": "0.0.0.0", COMPOSE_TOKEN_ENV: str(tmp_path / "token")}

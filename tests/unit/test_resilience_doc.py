@@ -8,8 +8,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "resilience.md").read_text()
 TESTS = "".join(
-    (ROOT / "tests" / "integration" / name).read_text()
-    for name in ("test_resilience.py", "test_credentials_and_metrics.py")
+    (ROOT / "tests" / path).read_text()
+    for path in (
+        "integration/test_resilience.py",
+        "integration/test_credentials_and_metrics.py",
+        "deploy/test_metrics_auth.py",
+    )
 )
 
 
