@@ -93,12 +93,20 @@ def router_config(fake: FakeFrontier, tmp: Path, keys: Path, args: argparse.Name
         fields |= {"api_key_file": str(key), "input_price_per_mtok": 3.0, "output_price_per_mtok": 15.0, **extra}
         return "    - " + orjson.dumps(fields).decode()
 
+    # n_threads: see RESULTS.md (issue 19): llama.cpp threads spin at a barrier every step, so one thread per core
+    # with anything else running on the machine makes each step wait for the scheduler. --local-format: the
+    # shipped Q4_1 weights requantised (benchmarks/local_quant.py), for kernels that batch on this CPU.
+    local: dict[str, Any] = {"name": DEFAULT_MODEL_NAME}
+    if args.n_threads:
+        local["n_threads"] = args.n_threads
+    if args.local_format != "Q4_1":
+        from benchmarks.local_quant import requantised
+
+        local["path"] = requantised(args.local_format)
     return "\n".join(
         [
             "server: {log_level: warning}",
-            # n_threads: see RESULTS.md (issue 19): llama.cpp threads spin at a barrier every step, so one thread
-            # per core with anything else running on the machine makes each step wait for the scheduler.
-            f"models: [{{name: {DEFAULT_MODEL_NAME}, n_threads: {args.n_threads}}}]" if args.n_threads else "",
+            f"models: [{orjson.dumps(local).decode()}]" if len(local) > 1 else "",
             f"cache: {{max_entries: {args.cache_entries}}}",
             f"auth: {{enabled: true, keys_file: {orjson.dumps(str(keys)).decode()}}}",
             "tenants: [{name: acme}, {name: globex}, {name: ops, admin: true}]",
@@ -129,6 +137,12 @@ class Result:
     outcome: str  # ok | ok-fallback | throttled | inband | error
     as_designed: bool
     detail: str = ""
+    # Where a local answer's time went: the first text delta (streams only: queue wait + prompt), the answer's
+    # tokens (usage), and whether the cache answered it.
+    ttft: float | None = None
+    tokens: int | None = None
+    cache: str = ""
+    tier: str = ""
 
 
 @dataclass
@@ -136,6 +150,10 @@ class Sample:
     t: float
     rss_mib: float
     metrics: dict[str, float] = field(default_factory=dict)
+    # Who had the CPU: the machine's 1-minute load average, and CPU seconds used so far by the router's main
+    # process, its engine worker (and any other child), and this process (load generator + fake frontier).
+    load1: float = float("nan")
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -156,6 +174,30 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            kids += [int(x) for x in (task / "children").read_text().split()]
+    return kids
+
+
+def load1() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def slope_per_min(points: list[tuple[float, float]]) -> float:
@@ -222,10 +264,9 @@ class Soak:
             "temperature": 0.0,
             "stream": stream,
         }
-        if ingress == "openai":
-            body["messages"] = [{"role": "user", "content": text}]
-        else:
-            body["messages"] = [{"role": "user", "content": text}]
+        body["messages"] = [{"role": "user", "content": text}]
+        if ingress == "openai" and stream:
+            body["stream_options"] = {"include_usage": True}  # the answer's token count, as Anthropic streams give
         return body
 
     async def one(self, session: aiohttp.ClientSession, kind: Kind, t0: float) -> None:
@@ -237,11 +278,24 @@ class Soak:
         body = orjson.dumps(self.body(kind, ingress, stream))
         start = time.perf_counter()
         status, outcome, detail = 0, "error", ""
+        ttft: float | None = None
+        tokens: int | None = None
+        cache = tier = ""
         try:
             async with session.post(self.base + path, data=body, headers=headers) as resp:
                 status = resp.status
-                raw = await resp.read()
+                cache, tier = resp.headers.get("x-router-cache", ""), resp.headers.get("x-router-tier", "")
+                if stream and status == 200:
+                    parts = []
+                    async for block in resp.content.iter_any():
+                        if ttft is None and _TEXT_DELTA.search(block):
+                            ttft = time.perf_counter() - start
+                        parts.append(block)
+                    raw = b"".join(parts)
+                else:
+                    raw = await resp.read()
                 if status == 200:
+                    tokens = _completion_tokens(raw)
                     inband = (b'"error"' in raw) if stream else False
                     fallback = "x-router-fallback" in resp.headers
                     outcome = "inband" if inband else ("ok-fallback" if fallback else "ok")
@@ -258,7 +312,21 @@ class Soak:
             detail = f"{type(exc).__name__}: {exc}"
         latency = time.perf_counter() - start
         self.results.append(
-            Result(kind.name, ingress, stream, start - t0, latency, status, outcome, _designed(kind, outcome), detail)
+            Result(
+                kind.name,
+                ingress,
+                stream,
+                start - t0,
+                latency,
+                status,
+                outcome,
+                _designed(kind, outcome),
+                detail,
+                ttft,
+                tokens,
+                cache,
+                tier,
+            )
         )
 
     # -- the run ---------------------------------------------------------------------------------------------
@@ -273,7 +341,13 @@ class Soak:
                 metrics = await self.scrape(session)
             except aiohttp.ClientError:
                 metrics = {}
-            self.samples.append(Sample(time.perf_counter() - t0, rss_mib(self.proc.pid), metrics))
+            pid = self.proc.pid
+            cpu = {
+                "router_main": cpu_seconds(pid),
+                "engine_worker": sum(cpu_seconds(k) for k in children(pid)),
+                "load_generator": sum(os.times()[:2]),
+            }
+            self.samples.append(Sample(time.perf_counter() - t0, rss_mib(pid), metrics, load1(), cpu))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.args.sample_s)
 
@@ -380,6 +454,17 @@ class Soak:
         self.fake.stop()
 
 
+# The first text of an answer in either wire format (a non-empty OpenAI content delta, an Anthropic text delta).
+_TEXT_DELTA = re.compile(rb'"content":"[^"]|"type":"text_delta","text":"[^"]')
+_USAGE = re.compile(rb'"(?:completion_tokens|output_tokens)":(\d+)')
+
+
+def _completion_tokens(raw: bytes) -> int | None:
+    """The answer's token count from its usage (the last one: Anthropic's message_delta beats message_start)."""
+    found = _USAGE.findall(raw)
+    return int(found[-1]) if found else None
+
+
 def _designed(kind: Kind, outcome: str) -> bool:
     if kind.expect == "ok":
         return outcome in ("ok", "ok-fallback")  # auto/local may fall back; both are answers
@@ -398,6 +483,11 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
     samples = soak.samples
     tail = [(s.t, s.rss_mib) for s in samples if s.t >= minutes * 60 / 3]
     local = sorted(r.latency for r in res if r.kind == "local" and r.status == 200)
+    # Local answers the engine had to compute (no cache hit), and how their time splits: waiting plus the prompt
+    # (time to the first text delta, streams only) and decoding (the rest, per token after the first).
+    computed = [r for r in res if r.tier == "local" and r.status == 200 and not r.cache.startswith("hit")]
+    streamed = [r for r in computed if r.ttft is not None]
+    slow = [r for r in streamed if r.latency > 3]
     frontier = sorted(r.latency for r in res if r.kind == "frontier" and r.status == 200)
     after = extra["after"]
 
@@ -418,6 +508,29 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
         if k.startswith(("router_in_flight", "router_engine_slots_in_use", "router_queue_depth"))
     }
     duration = (steps[-1][0] - steps[0][0]) if len(steps) > 1 else float("nan")
+    busy = [s for s in samples if s.t <= minutes * 60]  # while the traffic ran
+
+    def gauge(prefix: str) -> dict[str, float]:
+        values = [sum(v for k, v in s.metrics.items() if k.startswith(prefix)) for s in busy if s.metrics]
+        return {"mean": round(sum(values) / len(values), 2), "max": max(values)} if values else {}
+
+    def decode_per_token(r: Result) -> float | None:
+        return (r.latency - r.ttft) / (r.tokens - 1) if r.ttft is not None and r.tokens and r.tokens > 1 else None
+
+    per_token = sorted(x for x in map(decode_per_token, streamed) if x is not None)
+
+    # CPU cores each side used while the traffic ran, and local latency in quiet vs busy stretches of the machine
+    # (the 1-minute load average of the sample nearest each request's start; 2 cores: above 2.5 others queue).
+    cores: dict[str, float] = {}
+    if len(busy) > 1 and busy[-1].t > busy[0].t:
+        span = busy[-1].t - busy[0].t
+        cores = {k: round((busy[-1].cpu_s[k] - busy[0].cpu_s[k]) / span, 2) for k in busy[0].cpu_s}
+
+    def load_at(t: float) -> float:
+        return min(busy, key=lambda s: abs(s.t - t)).load1 if busy else float("nan")
+
+    quiet = sorted(r.latency for r in computed if load_at(r.start) <= 2.5)
+    loaded = sorted(r.latency for r in computed if load_at(r.start) > 2.5)
     return {
         "minutes": minutes,
         "rate": soak.args.rate,
@@ -428,6 +541,26 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
         "rss_slope_whole_mib_per_min": round(slope_per_min([(s.t, s.rss_mib) for s in samples]), 3),
         "local_latency_s": pct(local),
         "local_over_3s": sum(1 for x in local if x > 3),
+        "local_computed": {
+            "n": len(computed),
+            "share_of_local_tier": round(len(computed) / max(1, sum(1 for r in res if r.tier == "local")), 3),
+            "latency_s": pct(sorted(r.latency for r in computed)),
+            "tokens_mean": round(sum(r.tokens or 0 for r in computed) / max(1, len(computed)), 1),
+            "stream_ttft_s": pct(sorted(r.ttft for r in streamed if r.ttft is not None)),
+            "stream_decode_s": pct(sorted(r.latency - r.ttft for r in streamed if r.ttft is not None)),
+            "stream_decode_per_token_s": pct(per_token),
+            "over_3s_streams": len(slow),
+            "over_3s_ttft_share": round(sum(r.ttft or 0 for r in slow) / max(1e-9, sum(r.latency for r in slow)), 3),
+        },
+        "engine_slots_in_use": gauge("router_engine_slots_in_use"),
+        "cpu_cores_used": cores,
+        "engine_cpu_ms_per_token": _cpu_per_token(busy),
+        "machine_load1": {
+            "mean": round(sum(s.load1 for s in busy) / max(1, len(busy)), 2),
+            "max": max((s.load1 for s in busy), default=float("nan")),
+        },
+        "local_computed_latency_by_load": {"load1<=2.5": pct(quiet), "load1>2.5": pct(loaded)},
+        "engine_queue_depth": gauge("router_queue_depth"),
         "frontier_latency_s": pct(frontier),
         "loop_lag_p99_s": round(histogram_quantile(after, "router_event_loop_lag_seconds", 0.99), 4),
         "loop_lag_max_s": after.get("router_event_loop_lag_max_seconds"),
@@ -440,6 +573,18 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
         "gauges_zero": all(v == 0 for v in gauges.values()),
         "memory_growth_top": (extra["memory_end"] or {}).get("growth", [])[:15],
     }
+
+
+def _cpu_per_token(busy: list[Sample]) -> float | None:
+    """The engine worker's CPU milliseconds per generated token (its prompts included): what no neighbour on the
+    machine can change, unlike its tokens per wall second."""
+    ok = [s for s in busy if s.metrics and s.cpu_s]
+    if len(ok) < 2:
+        return None
+    tokens = [sum(v for k, v in s.metrics.items() if k.startswith("router_engine_tokens_generated{")) for s in ok]
+    made = tokens[-1] - tokens[0]
+    used = ok[-1].cpu_s["engine_worker"] - ok[0].cpu_s["engine_worker"]
+    return round(used / made * 1000, 1) if made > 0 else None
 
 
 def _kept(metrics: dict[str, float]) -> dict[str, float]:
@@ -458,6 +603,12 @@ def main() -> int:
     p.add_argument("--port", type=int, default=18931)
     p.add_argument("--seed", type=int, default=19)
     p.add_argument("--n-threads", type=int, default=1, help="llama.cpp threads (0: the engine's default)")
+    p.add_argument(
+        "--local-format",
+        default="Q4_1",
+        choices=["Q4_1", "Q8_0", "Q4_0", "F16"],
+        help="local weights: the shipped Q4_1, or it requantised (benchmarks/local_quant.py)",
+    )
     p.add_argument("--cache-entries", type=int, default=1000, help="cache.max_entries: small, so it fills early")
     p.add_argument("--tracemalloc", action="store_true", help="run the router with PYTHONTRACEMALLOC=1")
     p.add_argument("--out", help="output directory (default benchmarks/out/soak-<UTC time>)")

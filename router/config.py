@@ -126,6 +126,12 @@ class FrontierModelSettings(_Strict):
     default_max_tokens: int = Field(4096, gt=0, description="max_tokens when the request gives none.")
     fallbacks: list[str] = Field(default_factory=list, description="Other frontier models to try, in order.")
     fallback_to_local: bool = Field(True, description="After every frontier fallback failed, serve locally.")
+    requests_per_minute: float | None = Field(
+        None,
+        gt=0,
+        description="The provider's request limit for this model: the router paces itself under it with a token "
+        "bucket (capacity one minute's worth); past it: the next provider, or 429 + Retry-After. None: no pacing.",
+    )
     count_tokens: Literal["estimate", "provider"] = Field(
         "estimate", description="count_tokens: the router's estimate, or the provider's count API (Anthropic only)."
     )

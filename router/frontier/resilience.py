@@ -13,6 +13,11 @@ alone decides what happens (docs/resilience.md has the table, tests/integration/
     unhealthy  5xx, connect errors, timeouts, a broken stream: retried with backoff and jitter, then the next
                provider; each one counts towards the provider's breaker.
 
+A model with `requests_per_minute` is also paced by the router itself, with a token bucket per model: when it is
+empty no request is sent; the next provider serves at once, or the client gets 429 with Retry-After (a short
+wait within `backoff_max_s` is waited out when there is no other provider). Like a throttle, it never opens a
+breaker.
+
 For a non-streaming request the whole answer is collected inside the attempt: nothing reaches its client until
 the end, so a failure after the upstream's first chunk is still retried or sent to a fallback. A streaming
 request's answer belongs to the client from its first chunk; a later failure ends it in-band.
@@ -27,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from router.accounting.limits import TokenBucket
 from router.config import ResilienceSettings
 from router.errors import CircuitOpen, Overloaded, RateLimited, RouterError, Timeout, UpstreamError
 from router.frontier.base import Provider
@@ -150,6 +156,7 @@ class Resilience:
         self.settings = settings
         self.breakers = {p.name: Breaker(settings.breaker_failures, settings.breaker_cooldown_s) for p in providers}
         self.throttles = {p.name: Throttle(settings.backoff_base_s, settings.backoff_max_s) for p in providers}
+        self.pacers = {p.name: _pacer(rpm) for p in providers if (rpm := p.settings.requests_per_minute)}
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         delay = random.uniform(0, min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt))
@@ -161,6 +168,8 @@ class Resilience:
             breaker.success()
         for throttle in self.throttles.values():
             throttle.until, throttle.in_a_row, throttle.last = 0.0, 0, None
+        for name, bucket in self.pacers.items():
+            self.pacers[name] = _pacer(bucket.rate * 60)
 
     async def first_chunk(self, request: ChatRequest, chain: Sequence[Provider]) -> Started:
         """The first provider in `chain` that starts answering. Raises the last error if none does."""
@@ -181,6 +190,13 @@ class Resilience:
                         last = throttle.error()
                         break
                     await asyncio.sleep(wait)
+                paced = await self._pace(provider.name, request, may_wait=not has_next)
+                if paced > 0:
+                    attempts.append(Attempted(provider.name, "paced"))
+                    last = RateLimited(
+                        f"frontier model {provider.name!r} is at its requests_per_minute", retry_after=paced
+                    )
+                    break
                 if not breaker.allow():
                     attempts.append(Attempted(provider.name, "circuit open"))
                     last = last or CircuitOpen(
@@ -217,6 +233,20 @@ class Resilience:
                     await asyncio.sleep(delay)
         assert last is not None
         raise last
+
+    async def _pace(self, name: str, request: ChatRequest, may_wait: bool) -> float:
+        """0 once the model's request bucket (if it has one) gave this attempt a slot; otherwise the seconds until
+        it would, unless `may_wait` and that wait is short and within the deadline: then it is waited out."""
+        bucket = self.pacers.get(name)
+        if bucket is None:
+            return 0.0
+        loop = asyncio.get_running_loop()
+        while (wait := bucket.take(1)) > 0:
+            in_time = request.deadline is None or loop.time() + wait < request.deadline
+            if not (may_wait and wait <= self.settings.backoff_max_s and in_time):
+                return wait
+            await asyncio.sleep(wait)
+        return 0.0
 
     async def _start(self, provider: Provider, request: ChatRequest, attempts: list[Attempted]) -> Started:
         stream = provider.generate(request)
@@ -265,6 +295,12 @@ class Resilience:
             raise
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _pacer(requests_per_minute: float) -> TokenBucket:
+    """A full bucket of one minute's requests, refilled continuously (the shape Anthropic documents for its own
+    limits), so the router never sends more than the upstream allows in any minute."""
+    return TokenBucket(rate=requests_per_minute / 60, capacity=max(1.0, requests_per_minute))
 
 
 async def _replay(chunks: list[Chunk]) -> AsyncIterator[Chunk]:

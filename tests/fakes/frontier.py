@@ -6,7 +6,7 @@ The behaviour comes from the model name (or the `x-fake-behavior` header):
     slow                     every delta 50 ms apart
     slow_first_token         2 s before the first byte of the body
     error_400/_429/_500/_529 that error (429 with retry-after: 0.1 and retry-after-ms: 100)
-    error_401/_404/_413/_502/_503/_504   that error too (Anthropic and OpenAI error bodies, as the real APIs send)
+    error_401/_404/_413/_422/_502/_503/_504   that error too (Anthropic and OpenAI error bodies, as the real APIs send)
     …_ra_S / …_rams_MS       with `retry-after: S` (seconds) / only `retry-after-ms: MS` on the error, e.g.
                              error_529_rams_300 (replaces error_429's default pair)
     flaky_N                  500 for the first N requests to this model, then ok
@@ -105,6 +105,7 @@ async def _pre(behavior: str, state: FakeState, model: str) -> None:
         (403, "permission_error"),
         (404, "not_found_error"),
         (413, "request_too_large"),
+        (422, "invalid_request_error"),
         (429, "rate_limit_error"),
         (500, "api_error"),
         (502, "api_error"),

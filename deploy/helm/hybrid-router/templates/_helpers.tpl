@@ -60,6 +60,15 @@ app.kubernetes.io/component: router
 {{- end }}
 {{- end }}
 
+{{/* The Secret holding the scrape token for /metrics. */}}
+{{- define "hybrid-router.metricsTokenSecretName" -}}
+{{- if .Values.metrics.scrapeToken.existingSecret }}
+{{- .Values.metrics.scrapeToken.existingSecret }}
+{{- else }}
+{{- printf "%s-metrics-token" (include "hybrid-router.fullname" .) }}
+{{- end }}
+{{- end }}
+
 {{/* Fail early on values that cannot work together. */}}
 {{- define "hybrid-router.validate" -}}
 {{- $s := .Values.shutdown }}
