@@ -828,6 +828,39 @@ def composed_article_records(m: Mirrors, seed: int, n: int = 500) -> Iterator[Re
         )
 
 
+# Extraction with an output format over a whole article: the same articles as above with a narrow instruction
+# (pull fields out, count, list, return JSON / CSV / a table) are local. Without these, a long article with a
+# detailed instruction reads as open-ended. Added by the lead after a first report run: the MT-bench extraction
+# and self-instruct report sets are therefore not fully blind any more (see RESULTS.md).
+ARTICLE_EXTRACT_TEMPLATES: list[str] = [
+    "Extract every person and organisation named in the article below and return them as a JSON object with the "
+    'keys "people" and "organisations".\n\n{ctx}',
+    "{ctx}\n\nFrom the text above, list all dates and numbers with what each refers to, as a two-column CSV "
+    "(value,meaning).",
+    "Read the article and fill in this template, one line each: Where:, When:, Who:, What happened:\n\n{ctx}",
+    "Return a JSON array of the places mentioned in this news story, in the order they appear.\n{ctx}",
+    "{ctx}\n\nWhich of these topics does the article cover: politics, business, sports, science, health, crime, "
+    "entertainment? Answer with the matching labels only, comma-separated.",
+    "Count how many times each named person is mentioned in the text below and present the result as a table with "
+    "columns name and mentions.\n\n{ctx}",
+    "Pull out the direct quotes in this article and who said each one, formatted as JSON lines "
+    '{{"speaker": ..., "quote": ...}}.\n\n{ctx}',
+    "{ctx}\n\nIdentify the main event, the location and the date in the article above. Reply in the format "
+    "event | location | date.",
+]
+
+
+def composed_extract_records(m: Mirrors, seed: int, n: int = 400) -> Iterator[Record]:
+    rng = rng_for(seed, "composed:extract")
+    path = f"{T0_DIR}/{{{','.join(name for name, _, _ in ARTICLE_SOURCES)}}}"
+    for i, article in enumerate(sample(t0_articles(m), n, rng)):
+        t = rng.randrange(len(ARTICLE_EXTRACT_TEMPLATES))
+        task = "classification" if t == 4 else "extraction"
+        prompt = ARTICLE_EXTRACT_TEMPLATES[t].format(ctx=article)
+        tag, group = f"composed/extract-template{t}", f"composed_extract:t{t}"
+        yield make(prompt, "local", task, T0_REPO, path, tag, "en", group, str(i))
+
+
 def composed_code_records(m: Mirrors, seed: int, n: int = 400) -> Iterator[Record]:
     repo, path = "teknium1/GPTeacher", "Codegen/codegen-instruct.json"
     rng = rng_for(seed, "composed:code")
@@ -1089,6 +1122,7 @@ TRAIN_SOURCES: dict[str, Callable[[Mirrors, int], Iterable[Record]]] = {
     "composed_code": composed_code_records,
     "composed_native": composed_native_records,
     "composed_short": composed_short_records,
+    "composed_extract": composed_extract_records,
     "system_design": system_design_records,
     "mgsm_train": mgsm_train_records,
 }
