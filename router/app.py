@@ -39,7 +39,7 @@ from router.errors import (
 )
 from router.fastpath import estimate_tokens
 from router.frontier.tier import FrontierTier
-from router.http import debug, sse
+from router.http import dashboard, debug, sse
 from router.http.anthropic import parse_messages_request
 from router.http.cache_feedback import cache_feedback
 from router.http.count_tokens import count_tokens, stream_input_tokens
@@ -404,7 +404,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     path = request.path
     if path.startswith("/v1/"):
         request[TENANT] = request.app[ACCESS].authenticate(request.headers)
-    elif path == "/metrics" or path.startswith("/debug/"):
+    elif path in ("/metrics", "/dashboard/data") or path.startswith("/debug/"):
         request.app[ACCESS].may_scrape(request.headers)  # spend and heap details: admin key or scrape token
     return await handler(request)
 
@@ -441,6 +441,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/router/usage", usage)
     app.router.add_get("/metrics", metrics)
     debug.add_routes(app)
+    dashboard.add_routes(app)
     app.cleanup_ctx.append(_loop_lag_ctx)
     return app
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from router import __version__
@@ -219,6 +221,9 @@ async def _serve(settings: Settings) -> int:
     from router.server import Server
 
     server = Server(settings)
+    for line in _loading(settings):
+        print(line, file=sys.stderr, flush=True)
+    started = time.monotonic()
     try:
         await server.start()
     except OSError as exc:
@@ -227,6 +232,16 @@ async def _serve(settings: Settings) -> int:
     for name, why in server.failures.items():
         print(f"hybrid-router: model {name} failed to start: {why}", file=sys.stderr)
     print(f"hybrid-router {__version__} serving on {server.base_url}  ·  {_describe_models(server)}", flush=True)
+    url = server.base_url
+    print(
+        f"hybrid-router: ready in {time.monotonic() - started:.1f} s\n"
+        f"  API        {url}/v1  (OpenAI /v1/chat/completions, Anthropic /v1/messages, /v1/embeddings)\n"
+        f"  dashboard  {url}/dashboard\n"
+        f"  metrics    {url}/metrics{'' if settings.auth.metrics_public else '  (admin key or scrape token)'}\n"
+        f"  health     {url}/readyz",
+        file=sys.stderr,
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -234,6 +249,25 @@ async def _serve(settings: Settings) -> int:
     await stop.wait()
     await server.stop()
     return 0
+
+
+def _loading(settings: Settings) -> list[str]:
+    """What start-up is about to load, with file sizes: a big model takes a while, so say so first."""
+    from router.engines.embedded import default_chat_model
+
+    lines = []
+    for m in settings.models:
+        if m.engine == "openai_http":
+            lines.append(f"hybrid-router: model {m.name}: remote engine at {m.base_url}")
+            continue
+        where = m.path or (str(default_chat_model()) if m.engine == "llamacpp" else "")
+        size = ""
+        if where and os.path.isfile(where):
+            size = f", {os.path.getsize(where) / 2**20:,.0f} MiB"
+        lines.append(f"hybrid-router: loading model {m.name} (engine {m.engine}: {where or 'default'}{size}) ...")
+    if settings.embeddings.enabled:
+        lines.append("hybrid-router: loading the embedding model (all-MiniLM-L6-v2 int8, ONNX) ...")
+    return lines
 
 
 def _describe_models(server: Server) -> str:

@@ -184,6 +184,21 @@ class Ledger:
         finally:
             conn.close()
 
+    def recent(self, since: float, limit: int = 50_000) -> list[tuple[Any, ...]]:
+        """The newest requests since a time, for the dashboard: (tenant, tier, status, cache, escalated,
+        latency_ms, ttft_ms, cost_usd, local_cost_usd, saved_usd, counterfactual_usd), newest first."""
+        conn = self._connect()
+        try:
+            return list(
+                conn.execute(
+                    "SELECT tenant, tier, status, cache, escalated, latency_ms, ttft_ms, cost_usd, local_cost_usd, "
+                    "saved_usd, counterfactual_usd FROM requests WHERE ts >= ? ORDER BY ts DESC LIMIT ?",
+                    (since, limit),
+                )
+            )
+        finally:
+            conn.close()
+
     def spent(self, since: float) -> list[tuple[str, str, float, int]]:
         """(tenant, workflow, frontier usd, frontier tokens) since a time: budgets start from this."""
         conn = self._connect()

@@ -51,6 +51,13 @@ def test_serve_starts_on_the_embedded_default_and_answers() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+    # The terminal says what it loads (and how big) before the wait, and where everything is once ready.
+    err = proc.stderr.read()  # type: ignore[union-attr]
+    base = match.group(1)
+    assert re.search(rf"loading model {MODEL} \(engine llamacpp: .*SmolLM2.*, \d+ MiB\) \.\.\.", err), err
+    assert re.search(r"ready in \d+\.\d s", err), err
+    for where in (f"API        {base}/v1", f"dashboard  {base}/dashboard", f"metrics    {base}/metrics"):
+        assert where in err, err
 
 
 def test_route_dry_run_uses_the_frontier_models_in_the_config(tmp_path: Path) -> None:
