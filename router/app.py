@@ -381,7 +381,9 @@ async def usage(request: web.Request) -> web.Response:
         ledger.usage, wanted, q.get("workflow"), q.get("task"), _time_param(q, "since"), _time_param(q, "until")
     )
     totals = {k: sum(r[k] or 0 for r in rows) for k in rows[0] if k != "task"} if rows else {}
-    return web.Response(body=orjson.dumps({"object": "usage", "tasks": rows, "totals": totals}), content_type=JSON)
+    counterfactual = app[ACCOUNTING].pricing.counterfactual  # what "saved" is measured against
+    body = {"object": "usage", "tasks": rows, "totals": totals, "counterfactual": counterfactual}
+    return web.Response(body=orjson.dumps(body), content_type=JSON)
 
 
 def _time_param(query: Mapping[str, str], name: str) -> float | None:

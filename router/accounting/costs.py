@@ -16,6 +16,13 @@ class Pricing:
             self._reference = self._frontier[acc.reference_model]
         else:
             self._reference = (acc.reference_input_per_mtok, acc.reference_output_per_mtok)
+        # What "saved" is measured against, said wherever savings are shown.
+        self.counterfactual = {
+            "model": acc.reference_model or "reference prices (accounting.reference_*_per_mtok)",
+            "input_usd_per_mtok": self._reference[0],
+            "output_usd_per_mtok": self._reference[1],
+            "basis": "the tokens each answered request really used, priced on this model",
+        }
         self._local_per_s = acc.local_usd_per_hour / 3600.0
         self._slots = {m.name: m.n_parallel for m in settings.models}
         self.reserve_factor = acc.reserve_input_factor

@@ -98,6 +98,7 @@ async def data(request: web.Request) -> web.Response:
     body = {
         "object": "dashboard",
         "window_minutes": minutes,
+        "counterfactual": app[ACCOUNTING].pricing.counterfactual,
         "generated_at": time.time(),
         "live": {
             "in_flight": len(app[IN_FLIGHT]),

@@ -68,6 +68,8 @@ def test_data_shows_tier_mix_cache_latency_and_tenants(board) -> None:
     assert set(alpha["latency_ms"]["local"]) == {"p50", "p95", "p99"} and alpha["latency_ms"]["local"]["p50"] > 0
     assert data["all"]["all_frontier_usd"] > 0 and data["all"]["saved_usd"] >= 0
     assert data["live"]["in_flight"] == 0
+    # The counterfactual is stated: which model's prices "saved" is measured against.
+    assert data["counterfactual"]["input_usd_per_mtok"] == 15.0 and "reference" in data["counterfactual"]["model"]
 
 
 def test_data_is_behind_the_metrics_rule_and_the_page_is_not(board) -> None:
@@ -113,5 +115,6 @@ def test_the_page_in_a_real_headless_browser(board) -> None:
             rows = page.query_selector_all("#tenants tbody tr")
             assert [r.get_attribute("data-tenant") for r in rows][:2] == ["alpha", "beta"]
             assert page.text_content("#error") == ""
+            assert "Savings against all-frontier on reference prices" in page.text_content("#counterfactual")
         finally:
             browser.close()
