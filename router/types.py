@@ -77,6 +77,7 @@ class ChatRequest:
     has_tools: bool = False
     tools: list[ToolSpec] = field(default_factory=list)
     tool_choice: str | dict[str, Any] | None = None  # OpenAI form: "auto" | "none" | "required" | {function: …}
+    parallel_tool_calls: bool | None = None  # False: one tool call at most (None: the upstream's default)
     # Event-loop time (`loop.time()`) by which the whole request must be done (None: no deadline).
     deadline: float | None = None
     # Response cache: may an answer be served from it (Cache-Control: no-cache clears this), may this answer be

@@ -87,6 +87,8 @@ class AnthropicProvider:
                 for t in request.tools
             ]
             choice = anthropic_tool_choice(request.tool_choice)
+            if request.parallel_tool_calls is False and request.tool_choice != "none":  # "none" has no such flag
+                choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
             if choice is not None:
                 params["tool_choice"] = choice
         return params

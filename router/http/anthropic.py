@@ -9,6 +9,7 @@ import orjson
 
 from router.errors import InvalidRequest
 from router.http import sse
+from router.http import tool_choice as tool_choices
 from router.http.caching import cache_controls
 from router.http.openai import routing_hints
 from router.http.validate import expect_object, opt_bool, opt_int, opt_list, opt_number, opt_str, stop_sequences
@@ -95,19 +96,6 @@ def _tools(value: Any) -> list[ToolSpec]:
     return tools
 
 
-def _tool_choice(value: Any) -> str | dict[str, Any] | None:
-    if value is None:
-        return None
-    choice = expect_object(value, "tool_choice")
-    kind = choice.get("type")
-    mapped = {"auto": "auto", "any": "required", "none": "none"}.get(kind)  # type: ignore[arg-type]
-    if mapped:
-        return mapped
-    if kind == "tool":
-        return {"type": "function", "function": {"name": opt_str(choice, "name", "tool_choice.name", required=True)}}
-    raise InvalidRequest(f"tool_choice.type must be auto, any, none or tool; got {kind!r}", param="tool_choice.type")
-
-
 def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> ChatRequest:
     model = opt_str(body, "model", required=True) or ""
     max_tokens = opt_int(body, "max_tokens", lo=1)
@@ -118,6 +106,7 @@ def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | No
     if system is not None:
         messages.insert(0, Message("system", _text_of(system, "system")))
     tools = _tools(body.get("tools"))
+    tool_choice, parallel = tool_choices.from_anthropic(body.get("tool_choice"), tools)
     metadata = body.get("metadata")
     meta: dict[str, str] = {}
     if metadata is not None:
@@ -140,7 +129,8 @@ def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | No
         quality=quality,
         has_tools=bool(tools),
         tools=tools,
-        tool_choice=_tool_choice(body.get("tool_choice")),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
         cache_lookup=cache_lookup,
         cache_store=cache_store,
     )
