@@ -45,6 +45,9 @@ class SamplingParams:
     seed: int | None = None
     logprobs: bool = False
     top_logprobs: int = 0
+    # False when the client gave no temperature (1.0, the APIs' default, stands in): constrained decoding then
+    # uses the engine's own JSON temperature, as a small model sampled at 1.0 wanders inside JSON strings.
+    temperature_given: bool = True
 
 
 @dataclass(slots=True)

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 
 from router.config import ModelSettings
 from router.engines.admission import Admission, QueueStats
@@ -49,6 +48,7 @@ from router.engines.chat_template import CHATML, ChatTemplate
 from router.engines.cpu import CpuPlan
 from router.engines.cpu import detect as detect_cpu
 from router.engines.embedded import default_chat_model
+from router.engines.json_grammar import schema_grammar
 from router.engines.textstream import TextStream
 from router.errors import EngineError, InvalidRequest, Timeout
 from router.types import ChatRequest, Chunk, Message, Usage
@@ -321,7 +321,7 @@ class BatchedLlamaCppEngine:
     def _grammar(self, request: ChatRequest) -> Any:
         import llama_cpp as L
 
-        grammar = _grammar_text(request)
+        grammar = _grammar_text(request, self.settings)
         if grammar is None:
             return None
         g = L.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
@@ -338,9 +338,12 @@ class BatchedLlamaCppEngine:
         import llama_cpp as L
 
         sampling = request.sampling
+        temperature = sampling.temperature
+        if request.response_format.type != "text" and not sampling.temperature_given:
+            temperature = self.settings.json_temperature
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         add = L.llama_sampler_chain_add
-        if sampling.temperature <= 0:
+        if temperature <= 0:
             add(chain, L.llama_sampler_init_greedy())
             return chain
         s = self.settings
@@ -348,7 +351,7 @@ class BatchedLlamaCppEngine:
             add(chain, L.llama_sampler_init_top_k(s.top_k))
         add(chain, L.llama_sampler_init_top_p(sampling.top_p, 1))
         add(chain, L.llama_sampler_init_min_p(s.min_p, 1))
-        add(chain, L.llama_sampler_init_temp(sampling.temperature))
+        add(chain, L.llama_sampler_init_temp(temperature))
         seed = sampling.seed if sampling.seed is not None else random.getrandbits(31)
         add(chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return chain
@@ -716,16 +719,13 @@ def _deliver(items: list[tuple[_Job, Any]]) -> None:
         job.queue.put_nowait(item)
 
 
-def _grammar_text(request: ChatRequest) -> str | None:
+def _grammar_text(request: ChatRequest, settings: ModelSettings) -> str | None:
     fmt = request.response_format
     if fmt.type == "text":
         return None
-    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
-
-    if fmt.type == "json_object" or not fmt.json_schema:
-        return JSON_GBNF
+    schema = fmt.json_schema if fmt.type == "json_schema" else None
     try:
-        return json_schema_to_gbnf(orjson.dumps(fmt.json_schema).decode())
+        return schema_grammar(schema, settings.json_max_string_chars, settings.json_max_items)
     except Exception as exc:  # the converter raises assorted errors on schemas it cannot express
         raise InvalidRequest(
             f"response_format.json_schema cannot be turned into a grammar: {exc}",

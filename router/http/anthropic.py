@@ -121,6 +121,7 @@ def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | No
             top_p=opt_number(body, "top_p", 1.0, lo=0.0, hi=1.0),
             max_tokens=max_tokens,
             stop=stop_sequences(body.get("stop_sequences"), "stop_sequences", limit=16),
+            temperature_given=body.get("temperature") is not None,
         ),
         stream=opt_bool(body, "stream"),
         metadata=meta,

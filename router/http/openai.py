@@ -161,6 +161,7 @@ def parse_chat_request(body: dict[str, Any], headers: Mapping[str, str] | None =
         seed=opt_int(body, "seed"),
         logprobs=opt_bool(body, "logprobs"),
         top_logprobs=top_logprobs,
+        temperature_given=body.get("temperature") is not None,
     )
     metadata = body.get("metadata")
     if metadata is not None:
