@@ -12,12 +12,19 @@ enums, required and optional properties); three of its rules are changed here:
 - whitespace: one optional space between tokens (the converter's own choice), never a run of newlines.
 
 `json_object` requests get the same rules over a generic JSON value with an object at the root.
+
+And near the end of max_tokens the engine prefers the tokens that close the JSON (`GrammarState`), so an answer
+whose free text would run past the budget still ends as complete JSON (with that text cut short) rather than
+as a truncated, unparseable one.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 # JSON's string character: anything but a quote, a backslash or a control character; or an escape.
 CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
@@ -86,3 +93,73 @@ def _end_at_value(rules: dict[str, str]) -> None:
         root = rules[root]
     if root.endswith(" space"):
         rules["root"] = root.removesuffix(" space")
+
+
+# -- closing the JSON before max_tokens runs out --------------------------------------------------------------
+
+
+def closing_reserve(max_tokens: int, depth: int) -> int:
+    """Tokens kept back for closing: from then on the grammar's closing tokens are preferred. Enough for the
+    open string, the containers and a few required keys still to come; a third of the budget at most, so a tiny
+    max_tokens is left to the model (and cut off as asked)."""
+    return min(max_tokens // 3, 32 + 4 * depth)
+
+
+class ClosingMasks:
+    """Per-token flags over the vocabulary: which tokens contain a quote, which a closing bracket (or end the
+    generation), which are only whitespace. Built once per vocabulary (about 50k pieces)."""
+
+    def __init__(self, pieces: list[bytes | None]) -> None:
+        self.quote = np.array([p is not None and b'"' in p for p in pieces], dtype=bool)
+        self.close = np.array([p is None or b"}" in p or b"]" in p for p in pieces], dtype=bool)
+        self.blank = np.array([p is not None and not p.strip() for p in pieces], dtype=bool)
+
+
+_MASKS: dict[int, ClosingMasks] = {}  # vocabulary address → its masks (one model per engine process)
+
+
+def closing_masks(vocab_key: int, pieces: Callable[[], list[bytes | None]]) -> ClosingMasks:
+    masks = _MASKS.get(vocab_key)
+    if masks is None:
+        masks = _MASKS[vocab_key] = ClosingMasks(pieces())
+    return masks
+
+
+class GrammarState:
+    """One request's grammar sampler and where the JSON written so far stands (inside a string? how deep?).
+
+    It goes to llama.cpp calls in place of the bare sampler pointer (`_as_parameter_`), so code that only frees
+    or applies the sampler need not know about it."""
+
+    __slots__ = ("_as_parameter_", "depth", "escaped", "in_string")
+
+    def __init__(self, sampler: Any) -> None:
+        self._as_parameter_ = sampler
+        self.in_string = False
+        self.escaped = False
+        self.depth = 0
+
+    def track(self, piece: bytes | None) -> None:
+        for b in piece or b"":
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif b == 0x5C:  # backslash
+                    self.escaped = True
+                elif b == 0x22:  # quote
+                    self.in_string = False
+            elif b == 0x22:
+                self.in_string = True
+            elif b in (0x7B, 0x5B):  # { [
+                self.depth += 1
+            elif b in (0x7D, 0x5D):  # } ]
+                self.depth -= 1
+
+    def preferred(self, masks: ClosingMasks, allowed: np.ndarray) -> np.ndarray:
+        """Of the tokens the grammar allows, those that move toward the end: inside a string, one that closes it;
+        outside, one that closes a container, else anything but optional whitespace (a key the schema requires
+        must still be written)."""
+        if self.in_string:
+            return allowed & masks.quote
+        closing = allowed & masks.close
+        return closing if closing.any() else allowed & ~masks.blank

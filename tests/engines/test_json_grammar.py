@@ -247,3 +247,24 @@ async def test_ordinary_schemas_finish_valid_json_within_the_default_budget(defa
         assert answer.finish_reason == "stop", answer.text[-80:]
         value = json.loads(answer.text)  # strict: no raw control characters
         jsonschema.validate(value, schema)
+
+
+async def test_a_tight_max_tokens_still_ends_in_valid_json(defaults) -> None:
+    """Free text that would run far past max_tokens: near the end of the budget the grammar's closing tokens are
+    preferred (end the string, close the containers), so the answer is complete JSON with room to spare."""
+    import asyncio
+
+    schema = {
+        "type": "object",
+        "properties": {"story": {"type": "string"}, "moral": {"type": "string"}, "tags": {"type": "array"}},
+        "required": ["story", "moral", "tags"],
+    }
+
+    async def one(seed: int) -> Completion:
+        r = request(schema, text="Tell a long story about a dragon.", seed=seed, temperature=1.0, max_tokens=60)
+        return await Completion.gather(defaults.generate(r))
+
+    for answer in await asyncio.gather(*(one(seed) for seed in range(4))):
+        assert answer.finish_reason == "stop", answer.text
+        assert answer.usage.completion_tokens <= 60
+        jsonschema.validate(json.loads(answer.text), schema)

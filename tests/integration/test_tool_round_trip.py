@@ -373,7 +373,9 @@ def test_same_api_round_trips_lose_nothing(router, fake) -> None:
     fake.reset()
     first = anthropic_turn(router, True, question, model="claude-agent")
     blocks = [b.model_dump(exclude_none=True) for b in first.content]
-    answers = [{"type": "tool_result", "tool_use_id": b.id, "content": "ok"} for b in first.content if b.type == "tool_use"]
+    answers = [
+        {"type": "tool_result", "tool_use_id": b.id, "content": "ok"} for b in first.content if b.type == "tool_use"
+    ]
     fake.reset()
     last = anthropic_turn(
         router,
