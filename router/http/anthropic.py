@@ -13,7 +13,7 @@ from router.http import tool_choice as tool_choices
 from router.http.caching import cache_controls
 from router.http.openai import routing_hints
 from router.http.validate import expect_object, opt_bool, opt_int, opt_list, opt_number, opt_str, stop_sequences
-from router.types import ChatRequest, Completion, Message, SamplingParams, ToolCall, ToolSpec, Usage
+from router.types import ChatRequest, Completion, Message, ResponseFormat, SamplingParams, ToolCall, ToolSpec, Usage
 
 STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 
@@ -96,6 +96,21 @@ def _tools(value: Any) -> list[ToolSpec]:
     return tools
 
 
+def _output_format(value: Any) -> ResponseFormat:
+    """`output_config.format` (Anthropic's structured outputs, what `client.messages.parse(output_format=…)`
+    sends): a JSON schema the answer must follow. Other output_config fields are the upstream's business."""
+    if value is None:
+        return ResponseFormat()
+    fmt = expect_object(value, "output_config").get("format")
+    if fmt is None:
+        return ResponseFormat()
+    fmt = expect_object(fmt, "output_config.format")
+    if fmt.get("type") != "json_schema":
+        raise InvalidRequest("output_config.format.type must be 'json_schema'", param="output_config.format.type")
+    schema = expect_object(fmt.get("schema"), "output_config.format.schema")
+    return ResponseFormat(type="json_schema", json_schema=schema)
+
+
 def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> ChatRequest:
     model = opt_str(body, "model", required=True) or ""
     max_tokens = opt_int(body, "max_tokens", lo=1)
@@ -123,6 +138,7 @@ def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | No
             stop=stop_sequences(body.get("stop_sequences"), "stop_sequences", limit=16),
             temperature_given=body.get("temperature") is not None,
         ),
+        response_format=_output_format(body.get("output_config")),
         stream=opt_bool(body, "stream"),
         metadata=meta,
         api="anthropic",

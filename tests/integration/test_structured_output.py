@@ -88,3 +88,31 @@ def test_openai_sdk_parse_returns_the_model(openai_client: openai.OpenAI) -> Non
     choice = completion.choices[0]
     assert choice.finish_reason == "stop"
     assert isinstance(choice.message.parsed, Person)
+
+
+def test_anthropic_sdk_parse_returns_the_model(base_url: str) -> None:
+    """The Anthropic API's structured outputs (`output_config.format`, what `messages.parse` sends) on the local
+    model take the same grammar path."""
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0, timeout=60)
+    message = client.messages.parse(
+        model=MODEL,
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Gus Hale is 41 and lives in Perth."}],
+        output_format=Person,
+    )
+    assert message.stop_reason == "end_turn"
+    assert isinstance(message.parsed_output, Person)
+
+
+def test_anthropic_output_config_errors_are_anthropic_400s(base_url: str) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0, timeout=60)
+    for config in ({"format": {"type": "xml"}}, {"format": {"type": "json_schema", "schema": "nope"}}, "x"):
+        with pytest.raises(anthropic.BadRequestError) as err:
+            client.messages.create(
+                model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}], output_config=config
+            )
+        assert err.value.body["error"]["type"] == "invalid_request_error"
