@@ -3,8 +3,10 @@
 Contenders, in the same process on the same engine, model, prompts, seeds and max_tokens (512, the default a
 client like LangChain gets when it sends none), interleaved per schema:
 
-- `before`: llama-cpp-python's own `json_schema_to_gbnf` as it is (what the engine used before issue 18).
-- `after`:  `router/engines/json_grammar.py` (JSON string characters, capped strings/arrays, end at the value).
+- `before`: llama-cpp-python's own `json_schema_to_gbnf` as it is and no closing near the budget (the engine
+  before issue 18).
+- `after`:  `router/engines/json_grammar.py` (JSON string characters, capped strings/arrays, end at the value)
+  and the engine's closing of the JSON in the last tokens of the budget.
 
 Each at the temperatures given (1.0: the API default a client gets when it sends none, as before; 0.3: the new
 `json_temperature` default). Five ordinary schemas (a person, an enum + number, a title + tag list, nested
@@ -44,7 +46,12 @@ def before(schema, _chars, _items):  # type: ignore[no-untyped-def]
     return json_schema_to_gbnf(json.dumps(schema)) if schema else JSON_GBNF
 
 
-AFTER = llamacpp_batched.schema_grammar
+def no_closing(max_tokens: int, depth: int) -> int:
+    return 0
+
+
+AFTER = llamacpp_batched.schema_grammar, llamacpp_batched.closing_reserve
+BEFORE = before, no_closing
 
 
 async def run(engine, name: str, temperature: float, seed: int) -> tuple[str, int]:  # type: ignore[no-untyped-def]
@@ -74,11 +81,12 @@ async def main(n: int, temperatures: list[float], threads: int | None) -> None:
     started = time.perf_counter()
     for name in SCHEMAS:
         for temperature in temperatures:
-            for label, grammar in (("before", before), ("after", AFTER)):
-                llamacpp_batched.schema_grammar = grammar  # the engine's one grammar entry point
+            for label, (grammar, reserve) in (("before", BEFORE), ("after", AFTER)):
+                # The engine's grammar entry point and its closing reserve, swapped in place.
+                llamacpp_batched.schema_grammar, llamacpp_batched.closing_reserve = grammar, reserve
                 outcomes = await asyncio.gather(*(run(engine, name, temperature, 1000 + s) for s in range(n)))
                 results.setdefault((label, temperature), []).extend(outcomes)
-    llamacpp_batched.schema_grammar = AFTER
+    llamacpp_batched.schema_grammar, llamacpp_batched.closing_reserve = AFTER
     await engine.aclose()
     print(f"{len(SCHEMAS)} schemas x {n} seeds per cell, max_tokens 512; {time.perf_counter() - started:.0f} s")
     print("| grammar | temperature | good | ran to max_tokens | invalid JSON / schema | mean tokens | max tokens |")
