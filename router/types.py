@@ -34,6 +34,7 @@ class Message:
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
     tool_call_id: str | None = None  # tool turns: which call this is the result of
+    is_error: bool = False  # tool turns: the tool failed (Anthropic's tool_result.is_error; OpenAI has no such field)
 
 
 @dataclass(slots=True)

@@ -233,6 +233,8 @@ def to_anthropic_messages(messages: list[Message]) -> tuple[str, list[dict[str, 
             continue
         if m.role == "tool":
             block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}
+            if m.is_error:
+                block["is_error"] = True
             _append(out, "user", [block])
         elif m.role == "assistant" and m.tool_calls:
             blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []

@@ -71,6 +71,7 @@ def _messages(value: Any) -> list[Message]:
                         "tool",
                         _text_of(result, f"{bparam}.content"),
                         tool_call_id=opt_str(block, "tool_use_id", f"{bparam}.tool_use_id", required=True),
+                        is_error=opt_bool(block, "is_error"),
                     )
                 )
             else:

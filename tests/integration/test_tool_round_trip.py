@@ -376,6 +376,7 @@ def test_same_api_round_trips_lose_nothing(router, fake) -> None:
     answers = [
         {"type": "tool_result", "tool_use_id": b.id, "content": "ok"} for b in first.content if b.type == "tool_use"
     ]
+    answers[0]["is_error"] = True  # the tool failed: the upstream must be told so
     fake.reset()
     last = anthropic_turn(
         router,
@@ -383,7 +384,7 @@ def test_same_api_round_trips_lose_nothing(router, fake) -> None:
         [*question, {"role": "assistant", "content": blocks}, {"role": "user", "content": answers}],
         model="claude-agent",
     )
-    assert last.content[0].text == "Tool results: ok | ok"
+    assert last.content[0].text == "Tool results: error: ok | ok"
     assert upstream(fake)["messages"][1:] == [
         {"role": "assistant", "content": blocks},
         {"role": "user", "content": answers},
