@@ -51,6 +51,16 @@ class ModelSettings(_Strict):
     default_max_tokens: int = Field(512, gt=0, description="max_tokens when the request gives none.")
     top_k: int = Field(40, ge=0, description="llama.cpp: top-k truncation applied on top of the request's top_p.")
     min_p: float = Field(0.05, ge=0, le=1, description="llama.cpp: min-p truncation on top of the request's top_p.")
+    # constrained decoding (response_format json_schema / json_object), llamacpp
+    json_temperature: float = Field(
+        0.3, ge=0, le=2, description="llama.cpp: temperature of JSON output when the request sets none."
+    )
+    json_max_string_chars: int = Field(
+        256, ge=1, description="llama.cpp: cap on a JSON string without maxLength (a looping model still closes it)."
+    )
+    json_max_items: int = Field(
+        16, ge=1, description="llama.cpp: cap on a JSON array without maxItems (a looping model still closes it)."
+    )
     # scheduling (in-process engines)
     n_parallel: int = Field(8, ge=1, le=256, description="Sequences decoded together (continuous batching slots).")
     max_queue_requests: int = Field(64, ge=0, description="Requests waiting for a slot; beyond → 503/529.")

@@ -34,6 +34,7 @@ class Message:
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
     tool_call_id: str | None = None  # tool turns: which call this is the result of
+    is_error: bool = False  # tool turns: the tool failed (Anthropic's tool_result.is_error; OpenAI has no such field)
 
 
 @dataclass(slots=True)
@@ -45,6 +46,9 @@ class SamplingParams:
     seed: int | None = None
     logprobs: bool = False
     top_logprobs: int = 0
+    # False when the client gave no temperature (1.0, the APIs' default, stands in): constrained decoding then
+    # uses the engine's own JSON temperature, as a small model sampled at 1.0 wanders inside JSON strings.
+    temperature_given: bool = True
 
 
 @dataclass(slots=True)
@@ -77,6 +81,7 @@ class ChatRequest:
     has_tools: bool = False
     tools: list[ToolSpec] = field(default_factory=list)
     tool_choice: str | dict[str, Any] | None = None  # OpenAI form: "auto" | "none" | "required" | {function: …}
+    parallel_tool_calls: bool | None = None  # False: one tool call at most (None: the upstream's default)
     # Event-loop time (`loop.time()`) by which the whole request must be done (None: no deadline).
     deadline: float | None = None
     # Response cache: may an answer be served from it (Cache-Control: no-cache clears this), may this answer be

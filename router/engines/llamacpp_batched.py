@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 
 from router.config import ModelSettings
 from router.engines.admission import Admission, QueueStats
@@ -49,6 +48,7 @@ from router.engines.chat_template import CHATML, ChatTemplate
 from router.engines.cpu import CpuPlan
 from router.engines.cpu import detect as detect_cpu
 from router.engines.embedded import default_chat_model
+from router.engines.json_grammar import ClosingMasks, GrammarState, closing_masks, closing_reserve, schema_grammar
 from router.engines.textstream import TextStream
 from router.errors import EngineError, InvalidRequest, Timeout
 from router.types import ChatRequest, Chunk, Message, Usage
@@ -321,7 +321,7 @@ class BatchedLlamaCppEngine:
     def _grammar(self, request: ChatRequest) -> Any:
         import llama_cpp as L
 
-        grammar = _grammar_text(request)
+        grammar = _grammar_text(request, self.settings)
         if grammar is None:
             return None
         g = L.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
@@ -329,7 +329,7 @@ class BatchedLlamaCppEngine:
             raise InvalidRequest(
                 "response_format.json_schema cannot be turned into a grammar", param="response_format.json_schema"
             )
-        return g
+        return GrammarState(g)
 
     def _sampler(self, request: ChatRequest) -> Any:
         """The request's own sampler chain: top-k → top-p → min-p → temperature → seeded draw (or greedy).
@@ -338,9 +338,12 @@ class BatchedLlamaCppEngine:
         import llama_cpp as L
 
         sampling = request.sampling
+        temperature = sampling.temperature
+        if request.response_format.type != "text" and not sampling.temperature_given:
+            temperature = self.settings.json_temperature
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         add = L.llama_sampler_chain_add
-        if sampling.temperature <= 0:
+        if temperature <= 0:
             add(chain, L.llama_sampler_init_greedy())
             return chain
         s = self.settings
@@ -348,7 +351,7 @@ class BatchedLlamaCppEngine:
             add(chain, L.llama_sampler_init_top_k(s.top_k))
         add(chain, L.llama_sampler_init_top_p(sampling.top_p, 1))
         add(chain, L.llama_sampler_init_min_p(s.min_p, 1))
-        add(chain, L.llama_sampler_init_temp(sampling.temperature))
+        add(chain, L.llama_sampler_init_temp(temperature))
         seed = sampling.seed if sampling.seed is not None else random.getrandbits(31)
         add(chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return chain
@@ -588,16 +591,23 @@ class BatchedLlamaCppEngine:
     def _constrain(self, job: _Job, index: int, tok: int) -> int:
         """Grammar-constrained sampling without paying for the grammar on every token: check only the token the
         model chose; if the grammar rejects it, rank the whole vocabulary through the grammar, then the chain
-        (llama.cpp's own common sampler does the same). The full pass costs ~20 ms on a 49k vocabulary."""
+        (llama.cpp's own common sampler does the same). The full pass costs ~20 ms on a 49k vocabulary.
+
+        In the last few tokens of the budget every token takes the full pass, with the tokens that close the
+        JSON preferred (see router/engines/json_grammar.py), so the answer ends complete within max_tokens."""
         L = self._L
-        one, arr = self._one, self._one_arr
-        one[0].id, one[0].logit, one[0].p = tok, 0.0, 0.0
-        arr.size, arr.selected, arr.sorted = 1, -1, False
-        L.llama_sampler_apply(job.grammar, ctypes.byref(arr))
-        if one[0].logit != -math.inf:
-            L.llama_sampler_accept(job.grammar, tok)
-            return tok
-        self.stats.grammar_resamples += 1
+        state: GrammarState = job.grammar
+        closing = job.max_tokens - job.sampled <= closing_reserve(job.max_tokens, state.depth)
+        if not closing:
+            one, arr = self._one, self._one_arr
+            one[0].id, one[0].logit, one[0].p = tok, 0.0, 0.0
+            arr.size, arr.selected, arr.sorted = 1, -1, False
+            L.llama_sampler_apply(state, ctypes.byref(arr))
+            if one[0].logit != -math.inf:
+                L.llama_sampler_accept(state, tok)
+                state.track(self._piece_of(tok))
+                return tok
+            self.stats.grammar_resamples += 1
         cand, full = self._cand, self._cand_arr
         row = np.ctypeslib.as_array(L.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,))
         cand["id"] = self._cand_ids
@@ -605,11 +615,27 @@ class BatchedLlamaCppEngine:
         cand["p"] = 0.0
         full.data = cand.ctypes.data_as(L.llama_token_data_p)
         full.size, full.selected, full.sorted = self._n_vocab, -1, False
-        L.llama_sampler_apply(job.grammar, ctypes.byref(full))
+        L.llama_sampler_apply(state, ctypes.byref(full))
+        if closing:
+            logits = cand["logit"]
+            preferred = state.preferred(self._closing_masks(), logits != -math.inf)
+            if preferred.any():
+                logits[~preferred] = -math.inf
         L.llama_sampler_apply(job.sampler, ctypes.byref(full))
         tok = int(full.data[full.selected].id)
-        L.llama_sampler_accept(job.grammar, tok)
+        L.llama_sampler_accept(state, tok)
+        state.track(self._piece_of(tok))
         return tok
+
+    def _piece_of(self, tok: int) -> bytes | None:
+        piece = self._pieces.get(tok, _UNSEEN)
+        if piece is _UNSEEN:
+            piece = self._pieces[tok] = self._piece(tok)
+        return piece  # type: ignore[return-value]
+
+    def _closing_masks(self) -> ClosingMasks:
+        key = ctypes.cast(self._vocab, ctypes.c_void_p).value or 0
+        return closing_masks(key, lambda: [self._piece(t) for t in range(self._n_vocab)])
 
     def _piece(self, tok: int) -> bytes | None:
         L = self._L
@@ -716,16 +742,13 @@ def _deliver(items: list[tuple[_Job, Any]]) -> None:
         job.queue.put_nowait(item)
 
 
-def _grammar_text(request: ChatRequest) -> str | None:
+def _grammar_text(request: ChatRequest, settings: ModelSettings) -> str | None:
     fmt = request.response_format
     if fmt.type == "text":
         return None
-    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
-
-    if fmt.type == "json_object" or not fmt.json_schema:
-        return JSON_GBNF
+    schema = fmt.json_schema if fmt.type == "json_schema" else None
     try:
-        return json_schema_to_gbnf(orjson.dumps(fmt.json_schema).decode())
+        return schema_grammar(schema, settings.json_max_string_chars, settings.json_max_items)
     except Exception as exc:  # the converter raises assorted errors on schemas it cannot express
         raise InvalidRequest(
             f"response_format.json_schema cannot be turned into a grammar: {exc}",

@@ -132,6 +132,8 @@ class OpenAIHTTPEngine:
             ]
             if request.tool_choice is not None:
                 body["tool_choice"] = request.tool_choice
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
         fmt = request.response_format
         if fmt.type == "json_object":
             body["response_format"] = {"type": "json_object"}

@@ -40,7 +40,7 @@ def encode_request(request: ChatRequest, now: float) -> dict[str, Any]:
     left = None if request.deadline is None else request.deadline - now
     return {
         "m": [[m.role, m.content] for m in request.messages],
-        "s": [s.temperature, s.top_p, s.max_tokens, list(s.stop), s.seed, s.logprobs],
+        "s": [s.temperature, s.top_p, s.max_tokens, list(s.stop), s.seed, s.logprobs, s.temperature_given],
         "f": [fmt.type, fmt.json_schema, fmt.name],
         "t": left,
         "id": request.request_id,
@@ -48,13 +48,15 @@ def encode_request(request: ChatRequest, now: float) -> dict[str, Any]:
 
 
 def decode_request(data: dict[str, Any], now: float) -> ChatRequest:
-    temperature, top_p, max_tokens, stop, seed, logprobs = data["s"]
+    temperature, top_p, max_tokens, stop, seed, logprobs, temperature_given = data["s"]
     ftype, schema, fname = data["f"]
     left = data["t"]
     return ChatRequest(
         model="",
         messages=[Message(role, content) for role, content in data["m"]],
-        sampling=SamplingParams(temperature, top_p, max_tokens, tuple(stop), seed, logprobs),
+        sampling=SamplingParams(
+            temperature, top_p, max_tokens, tuple(stop), seed, logprobs, temperature_given=temperature_given
+        ),
         response_format=ResponseFormat(ftype, schema, fname),
         request_id=data["id"],
         deadline=None if left is None else now + left,

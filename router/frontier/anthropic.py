@@ -87,6 +87,8 @@ class AnthropicProvider:
                 for t in request.tools
             ]
             choice = anthropic_tool_choice(request.tool_choice)
+            if request.parallel_tool_calls is False and request.tool_choice != "none":  # "none" has no such flag
+                choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
             if choice is not None:
                 params["tool_choice"] = choice
         return params
@@ -231,6 +233,8 @@ def to_anthropic_messages(messages: list[Message]) -> tuple[str, list[dict[str, 
             continue
         if m.role == "tool":
             block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}
+            if m.is_error:
+                block["is_error"] = True
             _append(out, "user", [block])
         elif m.role == "assistant" and m.tool_calls:
             blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []

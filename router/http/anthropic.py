@@ -9,10 +9,11 @@ import orjson
 
 from router.errors import InvalidRequest
 from router.http import sse
+from router.http import tool_choice as tool_choices
 from router.http.caching import cache_controls
 from router.http.openai import routing_hints
 from router.http.validate import expect_object, opt_bool, opt_int, opt_list, opt_number, opt_str, stop_sequences
-from router.types import ChatRequest, Completion, Message, SamplingParams, ToolCall, ToolSpec, Usage
+from router.types import ChatRequest, Completion, Message, ResponseFormat, SamplingParams, ToolCall, ToolSpec, Usage
 
 STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 
@@ -70,6 +71,7 @@ def _messages(value: Any) -> list[Message]:
                         "tool",
                         _text_of(result, f"{bparam}.content"),
                         tool_call_id=opt_str(block, "tool_use_id", f"{bparam}.tool_use_id", required=True),
+                        is_error=opt_bool(block, "is_error"),
                     )
                 )
             else:
@@ -95,17 +97,19 @@ def _tools(value: Any) -> list[ToolSpec]:
     return tools
 
 
-def _tool_choice(value: Any) -> str | dict[str, Any] | None:
+def _output_format(value: Any) -> ResponseFormat:
+    """`output_config.format` (Anthropic's structured outputs, what `client.messages.parse(output_format=…)`
+    sends): a JSON schema the answer must follow. Other output_config fields are the upstream's business."""
     if value is None:
-        return None
-    choice = expect_object(value, "tool_choice")
-    kind = choice.get("type")
-    mapped = {"auto": "auto", "any": "required", "none": "none"}.get(kind)  # type: ignore[arg-type]
-    if mapped:
-        return mapped
-    if kind == "tool":
-        return {"type": "function", "function": {"name": opt_str(choice, "name", "tool_choice.name", required=True)}}
-    raise InvalidRequest(f"tool_choice.type must be auto, any, none or tool; got {kind!r}", param="tool_choice.type")
+        return ResponseFormat()
+    fmt = expect_object(value, "output_config").get("format")
+    if fmt is None:
+        return ResponseFormat()
+    fmt = expect_object(fmt, "output_config.format")
+    if fmt.get("type") != "json_schema":
+        raise InvalidRequest("output_config.format.type must be 'json_schema'", param="output_config.format.type")
+    schema = expect_object(fmt.get("schema"), "output_config.format.schema")
+    return ResponseFormat(type="json_schema", json_schema=schema)
 
 
 def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> ChatRequest:
@@ -118,6 +122,7 @@ def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | No
     if system is not None:
         messages.insert(0, Message("system", _text_of(system, "system")))
     tools = _tools(body.get("tools"))
+    tool_choice, parallel = tool_choices.from_anthropic(body.get("tool_choice"), tools)
     metadata = body.get("metadata")
     meta: dict[str, str] = {}
     if metadata is not None:
@@ -132,7 +137,9 @@ def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | No
             top_p=opt_number(body, "top_p", 1.0, lo=0.0, hi=1.0),
             max_tokens=max_tokens,
             stop=stop_sequences(body.get("stop_sequences"), "stop_sequences", limit=16),
+            temperature_given=body.get("temperature") is not None,
         ),
+        response_format=_output_format(body.get("output_config")),
         stream=opt_bool(body, "stream"),
         metadata=meta,
         api="anthropic",
@@ -140,7 +147,8 @@ def parse_messages_request(body: dict[str, Any], headers: Mapping[str, str] | No
         quality=quality,
         has_tools=bool(tools),
         tools=tools,
-        tool_choice=_tool_choice(body.get("tool_choice")),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
         cache_lookup=cache_lookup,
         cache_store=cache_store,
     )

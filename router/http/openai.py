@@ -10,6 +10,7 @@ import orjson
 
 from router.errors import InvalidRequest
 from router.http import sse
+from router.http import tool_choice as tool_choices
 from router.http.caching import cache_controls
 from router.http.validate import (
     expect_object,
@@ -142,9 +143,7 @@ def parse_chat_request(body: dict[str, Any], headers: Mapping[str, str] | None =
     if n is not None and n != 1:
         raise InvalidRequest("only n=1 is supported", param="n")
     tools = _tools(body.get("tools"))
-    tool_choice = body.get("tool_choice")
-    if tool_choice is not None and tool_choice not in ("auto", "none", "required") and type(tool_choice) is not dict:
-        raise InvalidRequest("tool_choice must be auto, none, required or an object", param="tool_choice")
+    tool_choice, parallel = tool_choices.from_openai(body.get("tool_choice"), body.get("parallel_tool_calls"), tools)
     max_tokens = opt_int(body, "max_completion_tokens", lo=1)
     if max_tokens is None:
         max_tokens = opt_int(body, "max_tokens", lo=1)
@@ -162,6 +161,7 @@ def parse_chat_request(body: dict[str, Any], headers: Mapping[str, str] | None =
         seed=opt_int(body, "seed"),
         logprobs=opt_bool(body, "logprobs"),
         top_logprobs=top_logprobs,
+        temperature_given=body.get("temperature") is not None,
     )
     metadata = body.get("metadata")
     if metadata is not None:
@@ -184,6 +184,7 @@ def parse_chat_request(body: dict[str, Any], headers: Mapping[str, str] | None =
         has_tools=bool(tools),
         tools=tools,
         tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
         cache_lookup=cache_lookup,
         cache_store=cache_store,
     )

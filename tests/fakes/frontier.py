@@ -18,6 +18,8 @@ The behaviour comes from the model name (or the `x-fake-behavior` header):
                              the body it received, as real APIs (key fragments in 401s) and proxies (more) do
     approve / correct        advisor review: answers "APPROVED" / "CORRECTED: <better answer>"
     tool                     answers with a tool call to the first tool offered
+    agent                    a tool-using model: parallel calls, streamed partial JSON, tool_choice honoured, tool
+                             results answered, tool pairing checked as the real APIs do (see tests/fakes/agent.py)
 
 The answer text is "Frontier answer about: <first 40 chars of the last user message>". Every request is recorded
 in `FakeFrontier.requests` (path, model, headers, body) for assertions.
@@ -168,6 +170,10 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     except _Fault as fault:
         fault.message += echo
         return _anthropic_error(fault)
+    if "agent" in behavior:  # a tool-using model: tests/fakes/agent.py
+        from tests.fakes.agent import anthropic_agent
+
+        return await anthropic_agent(request, body, f"msg_fake{len(state.requests)}")
     text = answer_text(behavior, body.get("messages", []))
     tools = body.get("tools") or []
     use_tool = "tool" in behavior and tools
@@ -309,6 +315,10 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     except _Fault as fault:
         fault.message += echo
         return _openai_error(fault)
+    if "agent" in behavior:  # a tool-using model: tests/fakes/agent.py
+        from tests.fakes.agent import openai_agent
+
+        return await openai_agent(request, body, f"chatcmpl-fake{len(state.requests)}", int(time.time()))
     text = answer_text(behavior, body.get("messages", []))
     tools = body.get("tools") or []
     use_tool = "tool" in behavior and tools
