@@ -27,7 +27,7 @@ from router.routing.policy import Decision
 from router.types import ChatRequest, Message
 
 # Bump when the key layout changes: old snapshot entries then simply never match.
-KEY_VERSION = 1
+KEY_VERSION = 2
 _DUMP = orjson.OPT_SORT_KEYS
 
 
@@ -42,7 +42,7 @@ class Keys:
 
 def _message(m: Message) -> list[Any]:
     calls = [[c.id, c.name, c.arguments] for c in m.tool_calls] if m.tool_calls else None
-    return [m.role, m.content, m.name, calls, m.tool_call_id]
+    return [m.role, m.content, m.name, calls, m.tool_call_id, m.is_error]
 
 
 def _hard(request: ChatRequest, decision: Decision) -> list[Any]:
@@ -58,6 +58,7 @@ def _hard(request: ChatRequest, decision: Decision) -> list[Any]:
         [fmt.type, fmt.name, fmt.json_schema],
         tools,
         request.tool_choice,
+        request.parallel_tool_calls,
     ]
 
 

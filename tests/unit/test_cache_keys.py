@@ -36,6 +36,7 @@ def test_same_request_same_keys_and_stable_hash() -> None:
         lambda r: replace(r, sampling=replace(r.sampling, seed=7)),
         lambda r: replace(r, response_format=ResponseFormat(type="json_object")),
         lambda r: replace(r, messages=[Message("system", "Be terse."), *r.messages]),
+        lambda r: replace(r, parallel_tool_calls=False),
     ],
 )
 def test_every_hard_key_field_changes_both_keys(change) -> None:
@@ -43,6 +44,15 @@ def test_every_hard_key_field_changes_both_keys(change) -> None:
     changed = change(base)
     a, b = keys(base), cache_keys(changed, decide(base), SETTINGS, semantic=True)
     assert a.exact != b.exact and a.namespace != b.namespace
+
+
+def test_a_failed_tool_result_is_not_the_same_conversation_as_a_good_one() -> None:
+    ok = chat("Hello there")
+    ok = replace(ok, messages=[Message("tool", "42", tool_call_id="call_1"), *ok.messages])
+    failed = replace(ok, messages=[replace(ok.messages[0], is_error=True), *ok.messages[1:]])
+    a, b = keys(ok), cache_keys(failed, decide(ok), SETTINGS, semantic=True)
+    assert a.exact != b.exact
+    assert a.namespace is None and b.namespace is None  # tool traffic is never matched semantically
 
 
 def test_the_decided_model_is_in_the_key() -> None:
