@@ -375,9 +375,10 @@ _load_lexicon(_build_table())
 # -- learned router: hashed n-grams + linear heads -----------------------------------------------------------
 # Twin: router/_fastpath_py.py `hashed_buckets` and `LinearRouter`. A text becomes two families of feature hashes.
 # Words: each word (case-folded, digits folded to 0), each pair of adjacent words, and the first 5 characters of
-# each longer word. Characters: the 3-grams of each word padded with a space on both sides, which carry
-# meaning across inflections, compounds and languages the word features have never seen. CJK-range characters
-# are words of their own. A feature lands in bucket (hash * MIX) >> (64 - bits). The binary head's logit is
+# each longer word. Characters: the 3-grams of each chunk padded with a space on both sides, which carry
+# meaning across inflections, compounds and languages the word features have never seen; they are taken over
+# whitespace-separated chunks, so punctuation, code and maths symbols count too. CJK-range characters are words
+# of their own. A feature lands in bucket (hash * MIX) >> (64 - bits). The binary head's logit is
 # bias + sum(word weights) / sqrt(n_words) + sum(char weights) / sqrt(n_chars) + dense weights x _scan features;
 # the task head reads the word family only. Same order, same doubles as the twin.
 
@@ -422,7 +423,7 @@ cdef inline int _hash_class(unsigned int c) noexcept nogil:
 
 cdef struct _Hasher:
     uint64_t h, prefix, prev
-    unsigned int c1, c2  # the last two padded characters of the current word, c1 the latest
+    unsigned int c1, c2  # the last two padded characters of the current chunk, c1 the latest
     Py_ssize_t wlen, padded, n, nc
     bint has_prev
     uint64_t* out
@@ -434,7 +435,7 @@ cdef inline uint64_t _gram(uint64_t seed, unsigned int a, unsigned int b, unsign
 
 
 cdef inline void _push_char(_Hasher* s, unsigned int c) noexcept nogil:
-    """One more character of the padded word: emit the 3-gram it ends."""
+    """One more character of the padded chunk: emit the 3-gram it ends."""
     if s.padded >= 2 and s.nc < MAX_FEATURES:
         s.chars[s.nc] = _gram(SEED_TRI, s.c2, s.c1, c) * MIX
         s.nc += 1
@@ -452,7 +453,6 @@ cdef inline void _emit(_Hasher* s, uint64_t v) noexcept nogil:
 cdef inline void _end_word(_Hasher* s) noexcept nogil:
     if s.wlen == 0:
         return
-    _push_char(s, PAD)
     _emit(s, s.h)
     if s.has_prev:
         _emit(s, (s.prev * MIX) ^ s.h ^ SEED_BIGRAM)
@@ -461,22 +461,36 @@ cdef inline void _end_word(_Hasher* s) noexcept nogil:
     s.prev = s.h
     s.has_prev = 1
     s.wlen = 0
-    s.padded = 0
     s.h = FNV_OFFSET
 
 
 cdef inline void _word_char(_Hasher* s, unsigned int f) noexcept nogil:
-    if s.wlen == 0:
-        _push_char(s, PAD)
-    _push_char(s, f)
     s.h = (s.h ^ f) * FNV_PRIME
     s.wlen += 1
     if s.wlen == PREFIX:
         s.prefix = s.h
 
 
+cdef inline bint _is_blank(unsigned int c) noexcept nogil:
+    return c == 32 or (9 <= c <= 13) or c == 0xA0 or c == 0x3000
+
+
+cdef inline void _end_chunk(_Hasher* s) noexcept nogil:
+    if s.padded:
+        _push_char(s, PAD)
+        s.padded = 0
+
+
 cdef inline void _hash_step(_Hasher* s, unsigned int c) noexcept nogil:
     cdef int cls = _hash_class(c)
+    # Character family: 3-grams of each whitespace-separated chunk, punctuation and symbols included.
+    if _is_blank(c):
+        _end_chunk(s)
+    else:
+        if s.padded == 0:
+            _push_char(s, PAD)
+        _push_char(s, _fold(c))
+    # Word family: runs of letters and digits; CJK-range characters are words of their own.
     if cls == 1:
         _word_char(s, _fold(c))
         return
@@ -505,6 +519,7 @@ cdef void _hash_text(str text, _Hasher* s) noexcept:
         else:
             _hash_step(s, (<const uint32_t*>data)[i])
     _end_word(s)
+    _end_chunk(s)
 
 
 def hashed_buckets(str text not None, int bits):

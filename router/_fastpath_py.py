@@ -263,20 +263,21 @@ class _Hasher:
     def end_word(self) -> None:
         if self.wlen == 0:
             return
-        self.push_char(PAD)
         self.emit(self.h)
         if self.has_prev:
             self.emit(((self.prev * MIX) & MASK64) ^ self.h ^ SEED_BIGRAM)
         if self.wlen > PREFIX:
             self.emit(self.prefix ^ SEED_PREFIX)
         self.prev, self.has_prev = self.h, True
-        self.wlen = self.padded = 0
+        self.wlen = 0
         self.h = FNV_OFFSET
 
-    def word_char(self, f: int) -> None:
-        if self.wlen == 0:
+    def end_chunk(self) -> None:
+        if self.padded:
             self.push_char(PAD)
-        self.push_char(f)
+            self.padded = 0
+
+    def word_char(self, f: int) -> None:
         self.h = _step(self.h, f)
         self.wlen += 1
         if self.wlen == PREFIX:
@@ -290,6 +291,12 @@ def _hash_text(text: str) -> tuple[list[int], list[int]]:
             break
         c = ord(ch)
         cls = _hash_class(c)
+        if c == 32 or 9 <= c <= 13 or c in (0xA0, 0x3000):
+            s.end_chunk()
+        else:
+            if s.padded == 0:
+                s.push_char(PAD)
+            s.push_char(_fold(c))
         if cls == 1:
             s.word_char(_fold(c))
             continue
@@ -298,6 +305,7 @@ def _hash_text(text: str) -> tuple[list[int], list[int]]:
             s.word_char(c)
             s.end_word()
     s.end_word()
+    s.end_chunk()
     return s.words, s.chars
 
 
