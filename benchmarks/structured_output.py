@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from router.config import ModelSettings  # noqa: E402
-from router.engines import llamacpp_batched  # noqa: E402
+from router.engines import llamacpp_batched, llamacpp_sampling  # noqa: E402
 from router.types import ChatRequest, Completion, Message, ResponseFormat, SamplingParams  # noqa: E402
 from tests.engines.test_json_grammar import SCHEMAS  # noqa: E402  (the same five schemas the tests use)
 
@@ -50,7 +50,7 @@ def no_closing(max_tokens: int, depth: int) -> int:
     return 0
 
 
-AFTER = llamacpp_batched.schema_grammar, llamacpp_batched.closing_reserve
+AFTER = llamacpp_sampling.schema_grammar, llamacpp_sampling.closing_reserve
 BEFORE = before, no_closing
 
 
@@ -83,10 +83,10 @@ async def main(n: int, temperatures: list[float], threads: int | None) -> None:
         for temperature in temperatures:
             for label, (grammar, reserve) in (("before", BEFORE), ("after", AFTER)):
                 # The engine's grammar entry point and its closing reserve, swapped in place.
-                llamacpp_batched.schema_grammar, llamacpp_batched.closing_reserve = grammar, reserve
+                llamacpp_sampling.schema_grammar, llamacpp_sampling.closing_reserve = grammar, reserve
                 outcomes = await asyncio.gather(*(run(engine, name, temperature, 1000 + s) for s in range(n)))
                 results.setdefault((label, temperature), []).extend(outcomes)
-    llamacpp_batched.schema_grammar, llamacpp_batched.closing_reserve = AFTER
+    llamacpp_sampling.schema_grammar, llamacpp_sampling.closing_reserve = AFTER
     await engine.aclose()
     print(f"{len(SCHEMAS)} schemas x {n} seeds per cell, max_tokens 512; {time.perf_counter() - started:.0f} s")
     print("| grammar | temperature | good | ran to max_tokens | invalid JSON / schema | mean tokens | max tokens |")

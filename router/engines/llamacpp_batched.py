@@ -25,110 +25,48 @@ see benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import heapq
 import logging
-import math
 import os
-import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from router.config import ModelSettings
-from router.engines.admission import Admission, QueueStats
+from router.engines.admission import Admission
 from router.engines.base import Capabilities
 from router.engines.chat_template import CHATML, ChatTemplate
 from router.engines.cpu import CpuPlan
 from router.engines.cpu import detect as detect_cpu
 from router.engines.embedded import default_chat_model
-from router.engines.json_grammar import ClosingMasks, GrammarState, closing_masks, closing_reserve, schema_grammar
-from router.engines.textstream import TextStream
-from router.errors import EngineError, InvalidRequest, Timeout
-from router.types import ChatRequest, Chunk, Message, Usage
+from router.engines.llamacpp_jobs import DONE, UNSEEN, BatchedStats, Job, Prefix, Slot, default_threads, post
+from router.engines.llamacpp_prompt import PromptMixin
+from router.errors import EngineError, Timeout
+from router.types import ChatRequest, Chunk, Usage
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
-_UNSEEN: Any = object()
 _BATCH_TOKENS = 512  # tokens per llama_decode: all generating sequences first, prompt chunks fill the rest
 _PREFIX_STREAMS = 2  # spare KV streams holding shared prompt prefixes (prefix_reuse only)
-_MIN_PREFIX_TOKENS = 16  # shorter prefixes are cheaper to recompute than to copy
 _OFF_LOOP_CHARS = 8192  # prompts longer than this are rendered and tokenised in a thread, not on the event loop
-_PROBE = "\ue000"  # a private-use character: marks where the first user message starts in a rendered prompt
 
 _backend_lock = threading.Lock()
 _backend_ready = False
 
 
-@dataclass(slots=True)
-class BatchedStats(QueueStats):
-    """Counters for tests and metrics. Queue fields are written under the admission lock, the rest by the worker."""
-
-    started: int = 0
-    completed: int = 0
-    cancelled: int = 0  # stopped while running (client gone, deadline)
-    failed: int = 0
-    active: int = 0  # sequences in the decode loop
-    tokens_generated: int = 0
-    prompt_tokens_computed: int = 0  # prompt tokens actually run through the model (prefix hits excluded)
-    steps: int = 0  # llama_decode calls
-    prefix_hits: int = 0
-    prefix_tokens_reused: int = 0
-    grammar_resamples: int = 0  # tokens the grammar rejected, sampled again under it
-    # Tokens sampled after a cancel was requested, for the last cancelled request (must stay ≤ 1).
-    last_cancel_overrun: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    tokens: list[int]
-    max_tokens: int
-    prefix: int  # leading tokens shareable through the prefix cache (0: none)
-    sampler: Any  # llama_sampler chain, owned by whoever holds the job; freed exactly once
-    grammar: Any  # llama_sampler for response_format, or None; same ownership
-    text: TextStream
-    logprobs: bool
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
-    cancelled: bool = False  # set by the event loop, read by the worker
-    ended: bool = False  # event-loop side: nothing more will be consumed or withdrawn
-    sampled: int = 0  # tokens sampled, written by the worker
-    sampled_at_cancel: int = -1
-
-
-@dataclass(slots=True, eq=False)
-class _Slot:
-    seq: int
-    job: _Job | None = None
-    todo: list[int] = field(default_factory=list)  # prompt tokens still to run
-    pos: int = 0  # position of the next token in the sequence
-    last: int = -1  # token sampled last, fed at the next step
-    produced: int = 0
-    out: int = -1  # index of this sequence's logits in the current batch; -1: none
-    since: float = 0.0
-
-
-@dataclass(slots=True, eq=False)
-class _Prefix:
-    seq: int
-    tokens: int
-
-
-class BatchedLlamaCppEngine:
+class BatchedLlamaCppEngine(PromptMixin):
     def __init__(self, settings: ModelSettings) -> None:
         self.name = settings.name
         self.settings = settings
         self.capabilities = Capabilities(chat=True, json_schema=True, logprobs=True, context_window=settings.n_ctx)
         self.stats = BatchedStats()
         self.model_path = settings.path or str(default_chat_model())
-        self._admission: Admission[_Job] = Admission(
+        self._admission: Admission[Job] = Admission(
             settings.n_parallel, settings.max_queue_requests, settings.max_queue_tokens, self.stats
         )
         self._n_slots = settings.n_parallel
@@ -237,136 +175,6 @@ class BatchedLlamaCppEngine:
 
     # -- requests (event loop) -------------------------------------------------------------------------------
 
-    def count_prompt_tokens(self, request: ChatRequest) -> int:
-        return len(self._prompt_tokens(self._render(request.messages)))
-
-    def _render(self, messages: list[Message]) -> str:
-        if self._template is None:
-            raise EngineError(f"model {self.name!r} is not loaded")
-        try:
-            return self._template.render(messages)
-        except ValueError as exc:  # the template's own raise_exception: e.g. roles out of order
-            raise InvalidRequest(
-                f"messages rejected by the chat template of {self.name}: {exc}", param="messages"
-            ) from None
-
-    def _prompt_tokens(self, prompt: str) -> list[int]:
-        import llama_cpp as L
-
-        data = prompt.encode("utf-8")
-        cap = len(data) + 8  # a token is at least one byte, plus BOS/EOS
-        buf = (L.llama_token * cap)()
-        n = L.llama_tokenize(self._vocab, data, len(data), buf, cap, True, True)
-        if n < 0:
-            raise EngineError(f"model {self.name!r}: tokenization failed")
-        return buf[:n]
-
-    def _prefix_len(self, messages: list[Message], prompt: str, tokens: list[int]) -> int:
-        """Tokens of the prompt before the first user message's text: what requests with this system prompt share."""
-        lead = 0
-        while lead < len(messages) and messages[lead].role == "system":
-            lead += 1
-        system = tuple(m.content for m in messages[:lead])
-        preamble = self._prefix_text.get(system, _UNSEEN)
-        if preamble is _UNSEEN:
-            assert self._template is not None
-            try:
-                probe = self._template.render([*messages[:lead], Message("user", _PROBE)])
-                preamble = probe[: probe.index(_PROBE)]
-            except ValueError:  # the template refused, or dropped the probe
-                preamble = None
-            if len(self._prefix_text) >= 256:
-                self._prefix_text.clear()
-            self._prefix_text[system] = preamble
-        if not preamble or not prompt.startswith(preamble):
-            return 0
-        head = self._prompt_tokens(preamble)
-        n = 0
-        for a, b in zip(head, tokens, strict=False):  # the tokenizer may merge across the boundary: stop there
-            if a != b:
-                break
-            n += 1
-        n = min(n, len(tokens) - 1)  # at least one token must run to get logits
-        return n if n >= _MIN_PREFIX_TOKENS else 0
-
-    def _prepare(self, request: ChatRequest, loop: asyncio.AbstractEventLoop) -> _Job:
-        if self._ctx is None or self._closed:
-            raise EngineError(f"model {self.name!r} is not loaded")
-        n_ctx = self.settings.n_ctx
-        prompt = self._render(request.messages)
-        tokens = self._prompt_tokens(prompt)
-        requested = request.sampling.max_tokens
-        if len(tokens) >= n_ctx:
-            raise InvalidRequest(
-                f"This model's maximum context length is {n_ctx} tokens, but the messages use {len(tokens)} tokens.",
-                param="messages",
-                code="context_length_exceeded",
-            )
-        if requested is not None and len(tokens) + requested > n_ctx:
-            raise InvalidRequest(
-                f"This model's maximum context length is {n_ctx} tokens. However, you requested "
-                f"{len(tokens) + requested} tokens ({len(tokens)} in the messages, {requested} in the completion). "
-                "Please reduce the length of the messages or max_tokens.",
-                param="max_tokens",
-                code="context_length_exceeded",
-            )
-        max_tokens = requested if requested is not None else self.settings.default_max_tokens
-        max_tokens = min(max_tokens, n_ctx - len(tokens))
-        prefix = self._prefix_len(request.messages, prompt, tokens) if self._prefix_streams else 0
-        grammar = self._grammar(request)
-        sampler = self._sampler(request)
-        text = TextStream(request.sampling.stop)
-        return _Job(tokens, max_tokens, prefix, sampler, grammar, text, request.sampling.logprobs, loop)
-
-    def _grammar(self, request: ChatRequest) -> Any:
-        import llama_cpp as L
-
-        grammar = _grammar_text(request, self.settings)
-        if grammar is None:
-            return None
-        g = L.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
-        if not g:
-            raise InvalidRequest(
-                "response_format.json_schema cannot be turned into a grammar", param="response_format.json_schema"
-            )
-        return GrammarState(g)
-
-    def _sampler(self, request: ChatRequest) -> Any:
-        """The request's own sampler chain: top-k → top-p → min-p → temperature → seeded draw (or greedy).
-
-        A grammar, when asked for, is a separate sampler (see `_constrain`)."""
-        import llama_cpp as L
-
-        sampling = request.sampling
-        temperature = sampling.temperature
-        if request.response_format.type != "text" and not sampling.temperature_given:
-            temperature = self.settings.json_temperature
-        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
-        add = L.llama_sampler_chain_add
-        if temperature <= 0:
-            add(chain, L.llama_sampler_init_greedy())
-            return chain
-        s = self.settings
-        if s.top_k > 0:
-            add(chain, L.llama_sampler_init_top_k(s.top_k))
-        add(chain, L.llama_sampler_init_top_p(sampling.top_p, 1))
-        add(chain, L.llama_sampler_init_min_p(s.min_p, 1))
-        add(chain, L.llama_sampler_init_temp(temperature))
-        seed = sampling.seed if sampling.seed is not None else random.getrandbits(31)
-        add(chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        return chain
-
-    @staticmethod
-    def _free_sampler(job: _Job) -> None:
-        import llama_cpp as L
-
-        if job.sampler is not None:
-            L.llama_sampler_free(job.sampler)
-            job.sampler = None
-        if job.grammar is not None:
-            L.llama_sampler_free(job.grammar)
-            job.grammar = None
-
     async def generate(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         # A bad request raises here, before anything is queued. Template rendering, tokenisation and grammar
@@ -387,7 +195,7 @@ class BatchedLlamaCppEngine:
                 item = await get()
                 if type(item) is Chunk:
                     yield item
-                elif item is _DONE:
+                elif item is DONE:
                     job.ended = True
                     return
                 else:
@@ -398,7 +206,7 @@ class BatchedLlamaCppEngine:
             if not job.ended:
                 self._abandon(job)
 
-    def _abandon(self, job: _Job, expired: bool = False) -> bool:
+    def _abandon(self, job: Job, expired: bool = False) -> bool:
         """The consumer is gone or out of time: drop the job from the queue (True), or tell the worker to stop it."""
         job.ended = True
         if self._admission.withdraw(job, expired=expired):
@@ -409,7 +217,7 @@ class BatchedLlamaCppEngine:
             job.cancelled = True
         return False
 
-    def _expire(self, job: _Job) -> None:
+    def _expire(self, job: Job) -> None:
         if job.ended:
             return
         queued = self._abandon(job, expired=True)
@@ -424,13 +232,13 @@ class BatchedLlamaCppEngine:
         self._L = L
         self._mem = L.llama_get_memory(self._ctx)
         self._batch = L.llama_batch_init(_BATCH_TOKENS, 0, 1)
-        self._slots = [_Slot(seq) for seq in range(self._n_slots)]
+        self._slots = [Slot(seq) for seq in range(self._n_slots)]
         self._free_seqs = list(range(self._n_slots))  # a heap: newcomers take the lowest free id
-        self._running: list[_Slot] = []  # in admission order (prefill is first come, first served)
-        self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
+        self._running: list[Slot] = []  # in admission order (prefill is first come, first served)
+        self._prefixes: OrderedDict[tuple[int, ...], Prefix] = OrderedDict()
         self._spare = list(range(self._n_slots, self._n_slots + self._prefix_streams))
         self._pieces: dict[int, bytes | None] = {}
-        self._outbox: list[tuple[_Job, Any]] = []
+        self._outbox: list[tuple[Job, Any]] = []
         # Scratch candidate arrays for grammar-constrained sampling: one token, and the whole vocabulary.
         self._one = (L.llama_token_data * 1)()
         self._one_arr = L.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
@@ -465,7 +273,7 @@ class BatchedLlamaCppEngine:
             L.llama_batch_free(self._batch)
             self._free_model()
 
-    def _begin(self, job: _Job) -> None:
+    def _begin(self, job: Job) -> None:
         if job.cancelled:
             self._free_sampler(job)
             self._admission.release()
@@ -509,7 +317,7 @@ class BatchedLlamaCppEngine:
                 budget -= take
         # Tokens go in ascending sequence order: llama.cpp puts runs of consecutive ids in one micro-batch.
         n = 0
-        prefilled: list[_Slot] = []
+        prefilled: list[Slot] = []
         for slot in self._slots:
             if slot.job is None:
                 continue
@@ -567,8 +375,8 @@ class BatchedLlamaCppEngine:
             if job.cancelled:
                 self._finish(slot, "cancelled")
                 continue
-            piece = pieces.get(tok, _UNSEEN)
-            if piece is _UNSEEN:
+            piece = pieces.get(tok, UNSEEN)
+            if piece is UNSEEN:
                 piece = pieces[tok] = self._piece(tok)
             if piece is None:  # end of generation: not part of the answer
                 self._finish(slot, "stop")
@@ -588,73 +396,7 @@ class BatchedLlamaCppEngine:
                 slot.last = tok
         self._prune()
 
-    def _constrain(self, job: _Job, index: int, tok: int) -> int:
-        """Grammar-constrained sampling without paying for the grammar on every token: check only the token the
-        model chose; if the grammar rejects it, rank the whole vocabulary through the grammar, then the chain
-        (llama.cpp's own common sampler does the same). The full pass costs ~20 ms on a 49k vocabulary.
-
-        In the last few tokens of the budget every token takes the full pass, with the tokens that close the
-        JSON preferred (see router/engines/json_grammar.py), so the answer ends complete within max_tokens."""
-        L = self._L
-        state: GrammarState = job.grammar
-        closing = job.max_tokens - job.sampled <= closing_reserve(job.max_tokens, state.depth)
-        if not closing:
-            one, arr = self._one, self._one_arr
-            one[0].id, one[0].logit, one[0].p = tok, 0.0, 0.0
-            arr.size, arr.selected, arr.sorted = 1, -1, False
-            L.llama_sampler_apply(state, ctypes.byref(arr))
-            if one[0].logit != -math.inf:
-                L.llama_sampler_accept(state, tok)
-                state.track(self._piece_of(tok))
-                return tok
-            self.stats.grammar_resamples += 1
-        cand, full = self._cand, self._cand_arr
-        row = np.ctypeslib.as_array(L.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,))
-        cand["id"] = self._cand_ids
-        cand["logit"] = row
-        cand["p"] = 0.0
-        full.data = cand.ctypes.data_as(L.llama_token_data_p)
-        full.size, full.selected, full.sorted = self._n_vocab, -1, False
-        L.llama_sampler_apply(state, ctypes.byref(full))
-        if closing:
-            logits = cand["logit"]
-            preferred = state.preferred(self._closing_masks(), logits != -math.inf)
-            if preferred.any():
-                logits[~preferred] = -math.inf
-        L.llama_sampler_apply(job.sampler, ctypes.byref(full))
-        tok = int(full.data[full.selected].id)
-        L.llama_sampler_accept(state, tok)
-        state.track(self._piece_of(tok))
-        return tok
-
-    def _piece_of(self, tok: int) -> bytes | None:
-        piece = self._pieces.get(tok, _UNSEEN)
-        if piece is _UNSEEN:
-            piece = self._pieces[tok] = self._piece(tok)
-        return piece  # type: ignore[return-value]
-
-    def _closing_masks(self) -> ClosingMasks:
-        key = ctypes.cast(self._vocab, ctypes.c_void_p).value or 0
-        return closing_masks(key, lambda: [self._piece(t) for t in range(self._n_vocab)])
-
-    def _piece(self, tok: int) -> bytes | None:
-        L = self._L
-        if L.llama_vocab_is_eog(self._vocab, tok):
-            return None
-        buf = ctypes.create_string_buffer(64)
-        n = L.llama_token_to_piece(self._vocab, tok, buf, 64, 0, False)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = L.llama_token_to_piece(self._vocab, tok, buf, -n, 0, False)
-        return buf.raw[:n]
-
-    def _logprob(self, index: int, tok: int) -> float:
-        # Log-probability under the model's own distribution (before temperature and truncation).
-        row = np.ctypeslib.as_array(self._L.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,))
-        top = float(row.max())
-        return float(row[tok]) - top - math.log(float(np.exp(row - top).sum()))
-
-    def _finish(self, slot: _Slot, reason: str, message: str | None = None) -> None:
+    def _finish(self, slot: Slot, reason: str, message: str | None = None) -> None:
         """End the slot's request: last chunks out, KV dropped, slot to the next waiting request."""
         job = slot.job
         if job is None:
@@ -663,7 +405,7 @@ class BatchedLlamaCppEngine:
         if reason == "cancelled":
             stats.cancelled += 1
             stats.last_cancel_overrun = job.sampled - max(job.sampled_at_cancel, 0)
-            self._outbox.append((job, _DONE))
+            self._outbox.append((job, DONE))
         elif reason == "error":
             stats.failed += 1
             err = EngineError(message or f"model {self.name!r}: generation failed")
@@ -675,7 +417,7 @@ class BatchedLlamaCppEngine:
                 self._outbox.append((job, Chunk(text=tail)))
             usage = Usage(prompt_tokens=len(job.tokens), completion_tokens=slot.produced)
             self._outbox.append((job, Chunk(finish_reason=reason, usage=usage)))  # type: ignore[arg-type]
-            self._outbox.append((job, _DONE))
+            self._outbox.append((job, DONE))
         stats.tokens_generated += slot.produced
         self._L.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
         self._free_sampler(job)
@@ -684,7 +426,7 @@ class BatchedLlamaCppEngine:
         heapq.heappush(self._free_seqs, slot.seq)
         self._admission.release(time.monotonic() - slot.since)
 
-    def _remember_prefix(self, slot: _Slot) -> None:
+    def _remember_prefix(self, slot: Slot) -> None:
         """After a prompt ran in full, keep its shared prefix in a spare stream for the next requests."""
         job = slot.job
         if job is None or not job.prefix:
@@ -702,7 +444,7 @@ class BatchedLlamaCppEngine:
         # The copy runs at the start of the next decode, before this sequence's next token is written.
         L.llama_memory_seq_cp(self._mem, slot.seq, seq, -1, -1)
         L.llama_memory_seq_rm(self._mem, seq, job.prefix, -1)
-        self._prefixes[key] = _Prefix(seq, job.prefix)
+        self._prefixes[key] = Prefix(seq, job.prefix)
 
     def _flush(self) -> None:
         """Hand this step's chunks to the event loop(s): one wake-up per loop, one queue put per item."""
@@ -711,46 +453,10 @@ class BatchedLlamaCppEngine:
         outbox, self._outbox = self._outbox, []
         loop = outbox[0][0].loop
         if all(job.loop is loop for job, _ in outbox):
-            _post(loop, outbox)
+            post(loop, outbox)
             return
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Any]]] = {}
         for item in outbox:
             by_loop.setdefault(item[0].loop, []).append(item)
         for loop, items in by_loop.items():
-            _post(loop, items)
-
-
-def default_threads() -> int:
-    """llama.cpp threads when `n_threads` is not set: half the cores this process may run on (affinity aware).
-
-    The other half serves the event loop, the embedding model and the OS. ggml's thread barrier spins: when one of
-    its threads is descheduled by other work, every step waits for it (benchmarks/RESULTS.md, local throughput)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // 2)
-
-
-def _post(loop: asyncio.AbstractEventLoop, items: list[tuple[_Job, Any]]) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
-        loop.call_soon_threadsafe(_deliver, items)
-
-
-def _deliver(items: list[tuple[_Job, Any]]) -> None:
-    for job, item in items:
-        job.queue.put_nowait(item)
-
-
-def _grammar_text(request: ChatRequest, settings: ModelSettings) -> str | None:
-    fmt = request.response_format
-    if fmt.type == "text":
-        return None
-    schema = fmt.json_schema if fmt.type == "json_schema" else None
-    try:
-        return schema_grammar(schema, settings.json_max_string_chars, settings.json_max_items)
-    except Exception as exc:  # the converter raises assorted errors on schemas it cannot express
-        raise InvalidRequest(
-            f"response_format.json_schema cannot be turned into a grammar: {exc}",
-            param="response_format.json_schema",
-        ) from None
+            post(loop, items)
