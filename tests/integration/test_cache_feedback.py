@@ -10,11 +10,11 @@ import openai
 import orjson
 import pytest
 
-from router.accounting.keys import append_key, new_key
 from router.app import CACHE
 from router.config import load_settings
 from tests.conftest import MODEL
 from tests.support.cache import wait_ready
+from tests.support.keys import tenant_keys
 from tests.support.server import running
 
 pytestmark = pytest.mark.model
@@ -24,11 +24,7 @@ pytestmark = pytest.mark.model
 def keyed(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("feedback")
     keys_file = tmp / "keys.yaml"
-    keys = {}
-    for tenant in ("alpha", "beta"):
-        key, stored = new_key(tenant)
-        append_key(keys_file, stored)
-        keys[tenant] = key
+    keys = tenant_keys(keys_file, ("alpha", "beta"))
     (tmp / "router.yaml").write_text(
         f"""
 cache: {{similarity_threshold: 0.9, explore_rate: 0}}

@@ -15,9 +15,9 @@ import openai
 import orjson
 import pytest
 
-from router.accounting.keys import append_key, new_key
 from router.config import load_settings
 from tests.conftest import MODEL
+from tests.support.keys import tenant_keys
 from tests.support.server import running
 
 pytestmark = pytest.mark.model
@@ -27,11 +27,7 @@ TOKEN = "scrape-token-0d1e2f"
 
 def _keyed_server(tmp, extra: str = ""):
     keys_file = tmp / "keys.yaml"
-    keys = {}
-    for tenant in ("alpha", "beta", "gamma", "delta", "ops"):
-        key, stored = new_key(tenant)
-        append_key(keys_file, stored)
-        keys[tenant] = key
+    keys = tenant_keys(keys_file, ("alpha", "beta", "gamma", "delta", "ops"))
     (tmp / "token").write_text(TOKEN + "\n")
     (tmp / "router.yaml").write_text(
         f"""

@@ -10,9 +10,9 @@ import openai
 import orjson
 import pytest
 
-from router.accounting.keys import append_key, new_key
 from router.config import load_settings
 from tests.conftest import MODEL
+from tests.support.keys import tenant_keys
 from tests.support.server import running
 
 pytestmark = pytest.mark.model
@@ -22,11 +22,7 @@ pytestmark = pytest.mark.model
 def board(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("dashboard")
     keys_file = tmp / "keys.yaml"
-    keys = {}
-    for tenant in ("alpha", "beta", "ops"):
-        key, stored = new_key(tenant)
-        append_key(keys_file, stored)
-        keys[tenant] = key
+    keys = tenant_keys(keys_file, ("alpha", "beta", "ops"))
     (tmp / "router.yaml").write_text(
         f"""
 embeddings: {{enabled: false}}

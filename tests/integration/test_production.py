@@ -16,10 +16,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.accounting.keys import append_key, new_key
 from router.app import ACCOUNTING
 from router.config import load_settings
 from tests.conftest import MODEL
+from tests.support.keys import tenant_keys
 from tests.support.server import ServerThread, running
 
 pytestmark = pytest.mark.model
@@ -38,11 +38,7 @@ SLOW_STREAM = {
 def setup(fake, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prod")
     keys_file = tmp / "keys.yaml"
-    keys = {}
-    for tenant in ("acme", "thrifty", "frugal", "ops", "localonly", "busy", "rich"):
-        key, stored = new_key(tenant)
-        append_key(keys_file, stored)
-        keys[tenant] = key
+    keys = tenant_keys(keys_file, ("acme", "thrifty", "frugal", "ops", "localonly", "busy", "rich"))
     (tmp / "frontier-key").write_text("sk-frontier-canary-1234")
     config = tmp / "router.yaml"
     config.write_text(f"""
