@@ -46,6 +46,7 @@ from router.engines.cpu import detect as detect_cpu
 from router.engines.embedded import default_chat_model
 from router.engines.llamacpp_jobs import DONE, UNSEEN, BatchedStats, Job, Prefix, Slot, default_threads, post
 from router.engines.llamacpp_prompt import PromptMixin
+from router.engines.requantize import requantized
 from router.errors import EngineError, Timeout
 from router.types import ChatRequest, Chunk, Usage
 
@@ -66,6 +67,7 @@ class BatchedLlamaCppEngine(PromptMixin):
         self.capabilities = Capabilities(chat=True, json_schema=True, logprobs=True, context_window=settings.n_ctx)
         self.stats = BatchedStats()
         self.model_path = settings.path or str(default_chat_model())
+        self.loaded_path = self.model_path  # the file really loaded (a requantised copy, see _weights_file)
         self._admission: Admission[Job] = Admission(
             settings.n_parallel, settings.max_queue_requests, settings.max_queue_tokens, self.stats
         )
@@ -110,9 +112,10 @@ class BatchedLlamaCppEngine(PromptMixin):
         mparams = L.llama_model_default_params()
         mparams.n_gpu_layers = s.n_gpu_layers
         mparams.use_extra_bufts = self.cpu.use_extra_bufts
-        model = L.llama_model_load_from_file(self.model_path.encode(), mparams)
+        self.loaded_path = self._weights_file()
+        model = L.llama_model_load_from_file(self.loaded_path.encode(), mparams)
         if not model:
-            raise EngineError(f"model {self.name!r}: cannot load {self.model_path}")
+            raise EngineError(f"model {self.name!r}: cannot load {self.loaded_path}")
         n_seq = self._n_slots + self._prefix_streams
         threads = s.n_threads or default_threads()
         cparams = L.llama_context_default_params()
@@ -138,6 +141,19 @@ class BatchedLlamaCppEngine(PromptMixin):
         bos = self._special_text(L.llama_vocab_bos(self._vocab))
         eos = self._special_text(L.llama_vocab_eos(self._vocab))
         self._template = ChatTemplate(template or CHATML, bos_token=bos, eos_token=eos)
+
+    def _weights_file(self) -> str:
+        """The file to load: the configured one, or its requantisation (falls back to the file itself)."""
+        fmt = self.settings.requantize
+        if fmt == "auto":
+            fmt = "Q8_0" if self.settings.path is None else "none"
+        if fmt == "none":
+            return self.model_path
+        try:
+            return requantized(self.model_path, fmt)
+        except OSError as exc:  # a read-only cache, a full disk: serve the file as shipped
+            log.warning("model %s: serving %s as shipped: %s", self.name, self.model_path, exc)
+            return self.model_path
 
     def _special_text(self, token: int) -> str:
         import llama_cpp as L
