@@ -160,7 +160,8 @@ async def readyz(request: web.Request) -> web.Response:
         if embeddings.failure is not None:
             failures[embeddings.name] = embeddings.failure
     if ready:
-        return web.Response(body=orjson.dumps({"status": "ready", "models": models}), content_type=JSON)
+        state = request.app[ACCOUNTING].store.status()  # shared state: reported, not gated (see docs/scale-out.md)
+        return web.Response(body=orjson.dumps({"status": "ready", "models": models, "state": state}), content_type=JSON)
     if failures:
         status = "failed"
     elif any(m.get("state") == "down" for m in models.values()):

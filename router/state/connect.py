@@ -1,0 +1,47 @@
+"""The budget store the settings ask for: in-process (`state.url: memory`) or one shared Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from router.accounting.budgets import BudgetLimit, Budgets, Scope
+from router.config import ConfigError, StateSettings
+from router.state.backend import BudgetStore
+from router.state.memory import MemoryBudgets
+
+
+def redis_client(settings: StateSettings) -> Any:  # redis.asyncio.Redis, imported lazily
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        raise ConfigError(
+            "state.url is a redis:// URL but the redis client is not installed: pip install redis"
+        ) from None
+    # Bounded connects and reads: a Redis that is slow or gone fails the call, it never hangs a request.
+    return aioredis.from_url(
+        settings.url,
+        socket_timeout=settings.timeout_s,
+        socket_connect_timeout=settings.timeout_s,
+        retry_on_timeout=False,
+        health_check_interval=30,
+    )
+
+
+def budget_store(
+    settings: StateSettings, budgets: Budgets, limits: dict[Scope, BudgetLimit], registry: CollectorRegistry
+) -> BudgetStore:
+    if settings.url == "memory":
+        return MemoryBudgets(budgets)
+    from router.state.budgets import RedisBudgets
+    from router.state.health import StateHealth
+
+    return RedisBudgets(
+        redis_client(settings),
+        StateHealth(settings.url, settings.timeout_s, registry),
+        limits,
+        prefix=settings.key_prefix,
+        ttl_s=settings.reservation_ttl_s,
+        fail_open=settings.budgets_on_error == "open",
+    )
