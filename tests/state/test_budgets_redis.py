@@ -60,7 +60,7 @@ async def test_all_or_nothing_across_scopes(redis_server: RedisServer, prefix: s
 
 async def test_concurrent_replicas_never_overshoot(redis_server: RedisServer, prefix: str) -> None:
     limits = {TENANT: BudgetLimit(tokens_per_day=5_000)}
-    replicas = [replica(redis_server.url, limits, prefix) for _ in range(3)]
+    replicas = [replica(redis_server.url, limits, prefix, timeout_s=10) for _ in range(3)]  # atomicity, not speed
 
     async def one(i: int) -> int:
         b = replicas[i % 3]
