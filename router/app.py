@@ -51,6 +51,7 @@ from router.observability import Metrics, log_request, probe_loop_lag, quiet_sdk
 from router.pipeline import Pipeline
 from router.registry import ModelRegistry
 from router.routing.policy import RoutingPolicy
+from router.state.connect import cache_replicator
 from router.types import ChatRequest, Chunk, Completion
 
 log = logging.getLogger("router")
@@ -482,11 +483,14 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
         app[EMBEDDINGS] = service
     cache = app[CACHE] = ResponseCache(settings.cache, service)
     loading = asyncio.create_task(_start_cache(service, cache))
+    replicator = cache_replicator(settings.state, cache, app[METRICS].registry)  # replicas sharing a Redis
     try:
         yield
     finally:
         loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
+        if replicator is not None:
+            await replicator.aclose()
         await cache.aclose()
         if service is not None:
             await service.aclose()

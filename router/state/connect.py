@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -10,6 +10,9 @@ from router.accounting.budgets import BudgetLimit, Budgets, Scope
 from router.config import ConfigError, StateSettings
 from router.state.backend import BudgetStore
 from router.state.memory import MemoryBudgets
+
+if TYPE_CHECKING:
+    from router.cache.store import ResponseCache
 
 
 def redis_client(settings: StateSettings) -> Any:  # redis.asyncio.Redis, imported lazily
@@ -45,3 +48,20 @@ def budget_store(
         ttl_s=settings.reservation_ttl_s,
         fail_open=settings.budgets_on_error == "open",
     )
+
+
+def cache_replicator(settings: StateSettings, cache: ResponseCache, registry: CollectorRegistry) -> Any:
+    """A started CacheReplicator when replicas share a Redis and the cache is on; else None."""
+    if settings.url == "memory" or not cache.settings.enabled:
+        return None
+    import redis.asyncio as aioredis
+
+    from router.state.cache import CacheReplicator
+    from router.state.health import StateHealth
+
+    # The follower blocks on XREAD for up to 1 s: its own connection, with a read timeout above that.
+    follower = aioredis.from_url(settings.url, socket_timeout=5.0, socket_connect_timeout=settings.timeout_s)
+    health = StateHealth(settings.url, settings.timeout_s, registry)
+    replicator = CacheReplicator(cache, redis_client(settings), follower, health, prefix=settings.key_prefix)
+    replicator.start()
+    return replicator

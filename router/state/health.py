@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -29,17 +30,7 @@ class StateHealth:
         self.timeout_s = timeout_s
         self.up = True
         self.last_error: str | None = None
-        self.errors = Counter(
-            "router_state_errors", "Shared-state calls that failed or timed out", ["op"], registry=registry
-        )
-        self.latency = Histogram(
-            "router_state_call_seconds",
-            "Latency of shared-state calls",
-            ["op"],
-            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=registry,
-        )
-        self.up_gauge = Gauge("router_state_up", "1 while the shared state answers", registry=registry)
+        self.errors, self.latency, self.up_gauge = _metrics(registry)
         self.up_gauge.set(1)
 
     async def call(self, op: str, awaitable: Awaitable[T]) -> T:
@@ -66,6 +57,31 @@ class StateHealth:
 
     def status(self) -> dict[str, object]:
         return {"backend": "redis", "url": _redact(self.url), "up": self.up, "error": self.last_error}
+
+
+_REGISTERED: weakref.WeakKeyDictionary[CollectorRegistry, tuple[Counter, Histogram, Gauge]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _metrics(registry: CollectorRegistry | None) -> tuple[Counter, Histogram, Gauge]:
+    """The state metrics, registered once per registry (budgets, limits and the cache each have a StateHealth)."""
+    if registry is not None and registry in _REGISTERED:
+        return _REGISTERED[registry]
+    made = (
+        Counter("router_state_errors", "Shared-state calls that failed or timed out", ["op"], registry=registry),
+        Histogram(
+            "router_state_call_seconds",
+            "Latency of shared-state calls",
+            ["op"],
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        ),
+        Gauge("router_state_up", "1 while the shared state answers", registry=registry),
+    )
+    if registry is not None:
+        _REGISTERED[registry] = made
+    return made
 
 
 def _redact(url: str) -> str:
