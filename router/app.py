@@ -235,7 +235,7 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
     chat.deadline = asyncio.get_running_loop().time() + _timeout(request, settings)
     try:
         # Estimating tokens scans the whole prompt: only worth it when a tokens/min limit will read it.
-        ticket = access.admit(tenant, _admission_tokens(chat) if tenant.tokens is not None else 0)
+        ticket = await access.admit(tenant, _admission_tokens(chat) if tenant.tokens is not None else 0)
     except RouterError as exc:
         app[METRICS].shed.labels(exc.code or exc.type).inc()
         raise
@@ -424,8 +424,8 @@ def build_app(settings: Settings) -> web.Application:
     quiet_sdk_loggers(settings.server.log_prompts)
     app[FRONTIER] = FrontierTier(settings.frontier)
     app[POLICY] = RoutingPolicy(settings, frontier_models=app[FRONTIER].names)
-    app[ACCESS] = AccessControl(settings)
     app[METRICS] = Metrics(tenant_labels=settings.auth.metrics_tenant_labels)
+    app[ACCESS] = AccessControl(settings, app[METRICS].registry)
     app[ACCOUNTING] = Accounting(settings, app[METRICS])
     app.cleanup_ctx.append(_accounting_ctx)
     app.on_response_prepare.append(_stamp_request_id)
@@ -509,3 +509,4 @@ async def _accounting_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await app[ACCOUNTING].aclose()
+        await app[ACCESS].aclose()

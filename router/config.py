@@ -394,6 +394,9 @@ class StateSettings(_Strict):
     budgets_on_error: Literal["closed", "open"] = Field(
         "closed", description="Redis down: closed = frontier calls under a budget get 503; open = admitted uncounted."
     )
+    limits_on_error: Literal["local", "closed"] = Field(
+        "local", description="Redis down: local = each replica enforces rate limits alone; closed = 503."
+    )
 
     @field_validator("url")
     @classmethod

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from prometheus_client import CollectorRegistry
 
 from router.accounting.budgets import BudgetLimit, Budgets, Scope
+from router.accounting.limits import TokenBucket
 from router.config import ConfigError, StateSettings
 from router.state.backend import BudgetStore
 from router.state.memory import MemoryBudgets
@@ -65,3 +68,24 @@ def cache_replicator(settings: StateSettings, cache: ResponseCache, registry: Co
     replicator = CacheReplicator(cache, redis_client(settings), follower, health, prefix=settings.key_prefix)
     replicator.start()
     return replicator
+
+
+BucketFactory = Callable[[str, str, float, float], Any]  # (tenant, kind, rate/s, capacity) → a token bucket
+
+
+def bucket_factory(settings: StateSettings, registry: CollectorRegistry | None) -> tuple[BucketFactory, Any]:
+    """How AccessControl makes its rate-limit buckets, and the Redis client to close at shutdown (None)."""
+    if settings.url == "memory":
+        return (lambda _tenant, _kind, rate, capacity: TokenBucket(rate, capacity)), None
+    from router.state.health import StateHealth
+    from router.state.limits import SharedBucket
+
+    client = redis_client(settings)
+    health = StateHealth(settings.url, settings.timeout_s, registry)
+    closed = settings.limits_on_error == "closed"
+
+    def make(tenant: str, kind: str, rate: float, capacity: float) -> SharedBucket:
+        key = f"{settings.key_prefix}limit:{orjson.dumps([tenant, kind]).decode()}"
+        return SharedBucket(client, health, key, rate, capacity, closed=closed)
+
+    return make, client

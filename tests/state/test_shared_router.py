@@ -161,3 +161,26 @@ def test_redis_down_budgets_fail_closed_in_the_callers_format(fake, tmp_path) ->
         with urllib.request.urlopen(server.base_url + "/readyz", timeout=5) as r:
             state = orjson.loads(r.read())["state"]
         assert state["backend"] == "redis" and state["up"] is False and state["budgets_on_error"] == "closed"
+
+
+def test_rate_limit_is_one_bucket_across_replicas(redis_server: RedisServer, fake, tmp_path) -> None:
+    (tmp_path / "frontier-key").write_text("sk-test")
+    config = tmp_path / "limits.yaml"
+    config.write_text(f"""
+models:
+  - {{name: fake-local, engine: openai_http, base_url: "{fake.url}/v1", upstream_model: ok, api_key_env: null}}
+cache: {{enabled: false}}
+embeddings: {{enabled: false}}
+accounting: {{ledger_path: ""}}
+state: {{url: "{redis_server.url}", key_prefix: "t{uuid.uuid4().hex[:8]}:"}}
+tenants:
+  - {{name: default, requests_per_s: 0.01, burst: 4}}
+frontier:
+  models:
+    - {{name: claude, provider: anthropic, model_id: ok, base_url: "{fake.url}",
+        api_key_file: "{tmp_path / "frontier-key"}"}}
+""")
+    settings = load_settings(config, environ={})
+    with running(settings) as a, running(settings) as b:
+        statuses = asyncio.run(burst([a.base_url, b.base_url], 12))
+    assert statuses.count(200) == 4 and statuses.count(429) == 8  # 4 in all, not 4 per replica
