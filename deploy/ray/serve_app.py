@@ -16,7 +16,7 @@ Two applications (serve_config.yaml):
            (http://127.0.0.1:8000/engine/v1 on every node) and shares budgets, limits and the cache through one
            Redis (`state.url`), so N router replicas enforce one budget and share one cache.
 
-Documented, not exercised in this repository's tests (see docs/scale-out.md).
+Exercised on a local Ray cluster by deploy/ray/smoke.sh (2 router replicas, one Redis); see docs/scale-out.md.
 """
 
 from __future__ import annotations
