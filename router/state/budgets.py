@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 NANO = 1_000_000_000
 DAY_TTL_S = 3 * 86400  # spend keys outlive their period a little, then Redis drops them
 MONTH_TTL_S = 40 * 86400
+DONE_TTL_S = 3600  # a settle is retried for seconds, not hours: the once-only marker need not outlive that
 
 # Drops the expired holds of one scope (z: the sorted set, h: the hash) and fixes the running totals.
 _PURGE = """
@@ -235,7 +236,7 @@ class RedisBudgets:
         task.add_done_callback(self._tasks.discard)
 
     async def _settle_retrying(self, reservation: SharedReservation, usd: float, tokens: int) -> None:
-        args = [reservation.id, round(usd * NANO), int(tokens), DAY_TTL_S, MONTH_TTL_S, MONTH_TTL_S]
+        args = [reservation.id, round(usd * NANO), int(tokens), DAY_TTL_S, MONTH_TTL_S, DONE_TTL_S]
         keys = [*reservation.keys, f"{self.prefix}budget:done:{reservation.id}"]
         try:
             for attempt in range(5):
