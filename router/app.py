@@ -51,6 +51,7 @@ from router.observability import Metrics, log_request, probe_loop_lag, quiet_sdk
 from router.pipeline import Pipeline
 from router.registry import ModelRegistry
 from router.routing.policy import RoutingPolicy
+from router.state.connect import cache_replicator
 from router.types import ChatRequest, Chunk, Completion
 
 log = logging.getLogger("router")
@@ -160,7 +161,8 @@ async def readyz(request: web.Request) -> web.Response:
         if embeddings.failure is not None:
             failures[embeddings.name] = embeddings.failure
     if ready:
-        return web.Response(body=orjson.dumps({"status": "ready", "models": models}), content_type=JSON)
+        state = request.app[ACCOUNTING].store.status()  # shared state: reported, not gated (see docs/scale-out.md)
+        return web.Response(body=orjson.dumps({"status": "ready", "models": models, "state": state}), content_type=JSON)
     if failures:
         status = "failed"
     elif any(m.get("state") == "down" for m in models.values()):
@@ -233,7 +235,7 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
     chat.deadline = asyncio.get_running_loop().time() + _timeout(request, settings)
     try:
         # Estimating tokens scans the whole prompt: only worth it when a tokens/min limit will read it.
-        ticket = access.admit(tenant, _admission_tokens(chat) if tenant.tokens is not None else 0)
+        ticket = await access.admit(tenant, _admission_tokens(chat) if tenant.tokens is not None else 0)
     except RouterError as exc:
         app[METRICS].shed.labels(exc.code or exc.type).inc()
         raise
@@ -424,8 +426,8 @@ def build_app(settings: Settings) -> web.Application:
     quiet_sdk_loggers(settings.server.log_prompts)
     app[FRONTIER] = FrontierTier(settings.frontier)
     app[POLICY] = RoutingPolicy(settings, frontier_models=app[FRONTIER].names)
-    app[ACCESS] = AccessControl(settings)
     app[METRICS] = Metrics(tenant_labels=settings.auth.metrics_tenant_labels)
+    app[ACCESS] = AccessControl(settings, app[METRICS].registry)
     app[ACCOUNTING] = Accounting(settings, app[METRICS])
     app.cleanup_ctx.append(_accounting_ctx)
     app.on_response_prepare.append(_stamp_request_id)
@@ -484,11 +486,14 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
         app[EMBEDDINGS] = service
     cache = app[CACHE] = ResponseCache(settings.cache, service)
     loading = asyncio.create_task(_start_cache(service, cache))
+    replicator = cache_replicator(settings.state, cache, app[METRICS].registry)  # replicas sharing a Redis
     try:
         yield
     finally:
         loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
+        if replicator is not None:
+            await replicator.aclose()
         await cache.aclose()
         if service is not None:
             await service.aclose()
@@ -507,3 +512,4 @@ async def _accounting_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await app[ACCOUNTING].aclose()
+        await app[ACCESS].aclose()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "HYBRID_ROUTER_"
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
@@ -403,6 +403,30 @@ class CacheSettings(_Strict):
         return self
 
 
+class StateSettings(_Strict):
+    url: str = Field(
+        "memory", description="memory: in-process (one replica) | redis://[user:pass@]host:port/db: shared by replicas."
+    )
+    timeout_s: float = Field(0.25, gt=0, description="Bound on every Redis call; slower counts as Redis down.")
+    reservation_ttl_s: float = Field(
+        30.0, gt=0, description="A budget hold whose replica stopped heartbeating (crashed) expires after this."
+    )
+    key_prefix: str = Field("hybrid-router:", description="Prefix of every Redis key (several routers, one Redis).")
+    budgets_on_error: Literal["closed", "open"] = Field(
+        "closed", description="Redis down: closed = frontier calls under a budget get 503; open = admitted uncounted."
+    )
+    limits_on_error: Literal["local", "closed"] = Field(
+        "local", description="Redis down: local = each replica enforces rate limits alone; closed = 503."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v != "memory" and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("state.url must be memory or a redis://, rediss:// or unix:// URL")
+        return v
+
+
 def _default_models() -> list[ModelSettings]:
     return [ModelSettings(name=DEFAULT_MODEL_NAME)]
 
@@ -419,6 +443,7 @@ class Settings(_Strict):
     tenants: list[TenantSettings] = Field(default_factory=list, description="Unlisted tenants: no limits.")
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     accounting: AccountingSettings = Field(default_factory=AccountingSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
 
     @model_validator(mode="after")
     def _names(self) -> Settings:

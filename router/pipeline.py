@@ -259,7 +259,7 @@ class Pipeline:
         if compressed:
             headers = {**headers, "x-router-compressed": f"{compressed[0]}->{compressed[1]} tokens"}
         try:
-            reservation = self.accounting.reserve(request, model) if self.accounting else None
+            reservation = await self.accounting.reserve(request, model) if self.accounting else None
         except BudgetExhausted as exc:
             if request.budget_exhausted != "local" or not allow_local or request.tools:
                 raise RateLimited(str(exc), code="budget_exhausted") from None
@@ -269,8 +269,8 @@ class Pipeline:
         try:
             started = await self.frontier.stream(request, model)
         except RouterError as exc:
-            if reservation is not None and self.accounting is not None:
-                self.accounting.budgets.settle(reservation, 0.0, 0)  # nothing was generated
+            if self.accounting is not None:
+                self.accounting.release(reservation)  # nothing was generated
             if not (allow_local and exc.retryable and self.frontier.fallback_to_local(model)) or request.tools:
                 raise
             local = replace(decision, tier="local", model=self.policy.local_default)
@@ -317,12 +317,12 @@ class Pipeline:
         reservation = None
         try:
             if self.accounting is not None:
-                reservation = self.accounting.reserve(review_req, reviewer)
+                reservation = await self.accounting.reserve(review_req, reviewer)
             started = await self.frontier.stream(review_req, reviewer)
             review = await Completion.gather(_prepend(started.first, started.rest))
         except (RouterError, BudgetExhausted) as exc:
-            if reservation is not None and self.accounting is not None:
-                self.accounting.budgets.settle(reservation, 0.0, 0)
+            if self.accounting is not None:
+                self.accounting.release(reservation)
             verdict = "budget-exhausted" if isinstance(exc, BudgetExhausted) else "unreviewed"
             headers.update({"x-router-advisor": verdict, "x-router-model": local_model})
             return replayed(local_model, decision, draft, headers)

@@ -7,11 +7,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from router.accounting.keys import KeyStore, load_keys_file
 from router.accounting.limits import InFlight, TokenBucket
 from router.config import ConfigError, Settings, TenantSettings
 from router.errors import AuthenticationError, Overloaded, PermissionDenied, RateLimited
+from router.state.connect import BucketFactory, bucket_factory
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from router.state.limits import SharedBucket
 
 DEFAULT_TENANT = "default"
 
@@ -19,18 +26,19 @@ DEFAULT_TENANT = "default"
 @dataclass
 class Tenant:
     settings: TenantSettings
-    requests: TokenBucket | None
-    tokens: TokenBucket | None
+    requests: TokenBucket | SharedBucket | None
+    tokens: TokenBucket | SharedBucket | None
     in_flight: InFlight
 
     @classmethod
-    def build(cls, settings: TenantSettings) -> Tenant:
+    def build(cls, settings: TenantSettings, bucket: BucketFactory | None = None) -> Tenant:
+        make = bucket or (lambda _tenant, _kind, rate, capacity: TokenBucket(rate, capacity))
         requests = tokens = None
         if settings.requests_per_s is not None:
             burst = settings.burst or max(1, math.ceil(2 * settings.requests_per_s))
-            requests = TokenBucket(settings.requests_per_s, burst)
+            requests = make(settings.name, "requests", settings.requests_per_s, burst)
         if settings.tokens_per_min is not None:
-            tokens = TokenBucket(settings.tokens_per_min / 60.0, settings.tokens_per_min)
+            tokens = make(settings.name, "tokens", settings.tokens_per_min / 60.0, settings.tokens_per_min)
         return cls(settings, requests, tokens, InFlight(settings.max_in_flight))
 
     @property
@@ -48,18 +56,20 @@ class Ticket:
 
 
 class AccessControl:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        # Rate-limit buckets: in-process, or shared by the replicas through Redis (state.url).
+        self._bucket, self._client = bucket_factory(settings.state, registry)
         self.auth = settings.auth
         self.retry_after = settings.limits.retry_after_s
         self.keys = KeyStore(load_keys_file(settings.auth.keys_file) if settings.auth.keys_file else [])
-        self.tenants = {t.name: Tenant.build(t) for t in settings.tenants}
+        self.tenants = {t.name: Tenant.build(t, self._bucket) for t in settings.tenants}
         self.in_flight = InFlight(settings.limits.max_in_flight)
         self.scrape_token = _read_token(settings.auth.metrics_token_file)
 
     def tenant(self, name: str) -> Tenant:
         found = self.tenants.get(name)
         if found is None:  # a key's tenant with no settings: no limits
-            found = self.tenants[name] = Tenant.build(TenantSettings(name=name))
+            found = self.tenants[name] = Tenant.build(TenantSettings(name=name), self._bucket)
         return found
 
     def authenticate(self, headers: Mapping[str, str]) -> Tenant:
@@ -97,11 +107,15 @@ class AccessControl:
         if not self.tenant(tenant).settings.admin:
             raise PermissionDenied("only an admin key or the scrape token may read /metrics")
 
-    def admit(self, tenant: Tenant, tokens: int) -> Ticket:
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def admit(self, tenant: Tenant, tokens: int) -> Ticket:
         """Take a request (and its token estimate) from the tenant's limits, or refuse at once."""
         headers: dict[str, str] = {}
         if tenant.requests is not None:
-            wait = tenant.requests.take(1)
+            wait = await tenant.requests.atake(1)
             headers.update(_headers("requests", tenant.requests))
             if wait:
                 exc = RateLimited(
@@ -111,7 +125,7 @@ class AccessControl:
                 )
                 raise exc
         if tenant.tokens is not None:
-            wait = tenant.tokens.take(tokens)
+            wait = await tenant.tokens.atake(tokens)
             headers.update(_headers("tokens", tenant.tokens))
             if wait:
                 if tenant.requests is not None:
@@ -171,7 +185,7 @@ def _read_token(path: str | None) -> str | None:
     return token
 
 
-def _headers(kind: str, bucket: TokenBucket) -> dict[str, str]:
+def _headers(kind: str, bucket: TokenBucket | SharedBucket) -> dict[str, str]:
     return {
         f"x-ratelimit-limit-{kind}": str(int(bucket.capacity)),
         f"x-ratelimit-remaining-{kind}": str(max(0, bucket.remaining())),

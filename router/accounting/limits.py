@@ -34,6 +34,10 @@ class TokenBucket:
             return 0.0
         return (amount - self.level) / self.rate
 
+    async def atake(self, amount: float = 1.0) -> float:
+        """`take`, with the signature of router.state.limits.SharedBucket (replicas sharing a Redis)."""
+        return self.take(amount)
+
     def give_back(self, amount: float) -> None:
         self.level = min(self.capacity, self.level + amount)
 

@@ -16,6 +16,8 @@ from router.accounting.ledger import Entry, Ledger
 from router.config import BudgetSettings, Settings
 from router.fastpath import estimate_tokens
 from router.observability import Metrics
+from router.state.backend import BudgetStore
+from router.state.connect import budget_store
 from router.types import ChatRequest, Chunk, Usage
 
 
@@ -78,11 +80,14 @@ class Accounting:
                 limits[("tenant", tenant.name)] = _limit(tenant.budget)
             for workflow, budget in tenant.workflows.items():
                 limits[("workflow", tenant.name, workflow)] = _limit(budget)
-        self.budgets = Budgets(limits)
+        self.budgets = Budgets(limits)  # in-process; with `state.url: redis://…` the shared store replaces it
+        self.store: BudgetStore = budget_store(settings.state, self.budgets, limits, metrics.registry)
+        self.shared = settings.state.url != "memory"
         path = ledger_path(settings)
         self.ledger = Ledger(path, settings.accounting.retention_days) if path else None
 
     async def start(self) -> None:
+        self.store.start()
         if self.ledger is None:
             return
         await asyncio.to_thread(self.ledger.start)
@@ -101,22 +106,26 @@ class Accounting:
                 acc[1] += usd or 0.0
                 acc[2] += d_tok or 0
                 acc[3] += tokens or 0
+        if self.shared:
+            return  # the shared store holds every replica's spend; a per-replica ledger knows only its own
         for scope, (d_usd, m_usd, d_tok, m_tok) in totals.items():
             self.budgets.preload(scope, d_usd, m_usd, int(d_tok), int(m_tok))
 
     async def aclose(self) -> None:
+        await self.store.aclose()
         if self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
 
     # -- budgets -------------------------------------------------------------------------------------------------
 
-    def reserve(self, request: ChatRequest, model: str) -> Reservation | None:
-        """Hold the worst case of a frontier call; None when no budget applies; BudgetExhausted when one is spent."""
-        scopes = self.budgets.scopes(request.tenant, request.workflow)
+    async def reserve(self, request: ChatRequest, model: str) -> Reservation | None:
+        """Hold the worst case of a frontier call; None when no budget applies; BudgetExhausted when one is spent;
+        StateUnavailable (503) when the shared store is down and budgets fail closed."""
+        scopes = self.store.scopes(request.tenant, request.workflow)
         if not scopes:
             return None
         usd, tokens = self.pricing.worst_case(request, model)
-        reservation = self.budgets.reserve(scopes, usd, tokens)
+        reservation = await self.store.reserve(scopes, usd, tokens)
         if reservation is None:
             raise BudgetExhausted(f"the frontier budget of {' / '.join(s[-1] for s in scopes)} is spent")
         return reservation
@@ -124,8 +133,13 @@ class Accounting:
     def settle(self, reservation: Reservation | None, model: str, usage: Usage) -> float:
         cost = self.pricing.frontier_usd(model, usage.prompt_tokens, usage.completion_tokens)
         if reservation is not None:
-            self.budgets.settle(reservation, cost, usage.total_tokens)
+            self.store.settle(reservation, cost, usage.total_tokens)
         return cost
+
+    def release(self, reservation: Reservation | None) -> None:
+        """A reserved call that generated nothing (failed to start, cancelled before a token)."""
+        if reservation is not None:
+            self.store.settle(reservation, 0.0, 0)
 
     # -- the end of a request ------------------------------------------------------------------------------------
 
@@ -149,7 +163,7 @@ class Accounting:
             cost = self.settle(done.reservation, reviewer, done.frontier_usage)
             frontier_tokens = done.frontier_usage.total_tokens
         elif done.reservation is not None:
-            self.budgets.settle(done.reservation, 0.0, 0)
+            self.release(done.reservation)
         if done.tier in ("local", "advisor") and not done.headers.get("x-router-cache", "miss").startswith("hit"):
             local_cost = self.pricing.local_usd(done.model, latency)
         # Savings only for answered requests, against what was really served; a refused, failed or cancelled

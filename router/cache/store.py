@@ -176,6 +176,7 @@ class ResponseCache:
         self._served: OrderedDict[tuple[str, str], tuple[Entry, float]] = OrderedDict()
         self._would_hit = 0  # would-be semantic hits so far: every (1/explore_rate)-th one is explored
         self.path = Path(settings.persist_dir) / snapshot.FILE_NAME if settings.persist_dir else None
+        self.replicator: Any = None  # router.state.cache.CacheReplicator when replicas share a Redis
 
     @property
     def semantic(self) -> bool:
@@ -456,19 +457,38 @@ class ResponseCache:
         )
         self._insert(entry)
         self.stats.stores += 1
+        vector = await self._vector(keys, lookup)
+        if vector is not None:
+            self._index_entry(entry, vector)
+        if self.replicator is not None:  # shared state (router/state/cache.py): the other replicas get it too
+            self.replicator.publish(entry, vector)
+
+    async def _vector(self, keys: Keys, lookup: Lookup) -> np.ndarray | None:
         if keys.namespace is None or self._index is None:
-            return
-        vector = lookup.vector
-        if vector is None:
-            assert self._embeddings is not None
-            try:
-                embedded = await self._embeddings.embed([embedding_text(keys.prompt)])
-            except RouterError:
-                return
-            if embedded.truncated[0]:
-                return
-            vector = embedded.vectors[0]
-        self._index_entry(entry, vector)
+            return None
+        if lookup.vector is not None:
+            return lookup.vector
+        assert self._embeddings is not None
+        try:
+            embedded = await self._embeddings.embed([embedding_text(keys.prompt)])
+        except RouterError:
+            return None
+        return None if embedded.truncated[0] else embedded.vectors[0]
+
+    def absorb(self, entry: Entry, vector: np.ndarray | None) -> bool:
+        """An entry another replica stored (router/state/cache.py): kept like a local one. A vector of another
+        dimension (another embedding model) is not indexed: the entry then serves exact matches only."""
+        if not self.ready or not self.settings.enabled or entry.expires <= self.clock():
+            return False
+        existing = self._entries.get(entry.hash)
+        if existing is not None and existing.key == entry.key and existing.expires > self.clock():
+            return False
+        self._insert(entry)
+        if vector is not None and self._index is not None and vector.shape == (self._index.dim,):
+            self._index_entry(entry, vector)
+        else:
+            entry.namespace_key = None
+        return True
 
     def _insert(self, entry: Entry) -> None:
         old = self._entries.get(entry.hash)

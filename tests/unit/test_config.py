@@ -74,6 +74,7 @@ def test_example_config_is_valid_and_documents_every_option() -> None:
     text = example.read_text()
     assert settings.routing == Settings().routing  # the example shows the defaults
     assert (settings.cache, settings.embeddings) == (Settings().cache, Settings().embeddings)
+    assert settings.state == Settings().state
     from router.config import BudgetSettings, FrontierModelSettings, TenantSettings
 
     f = settings.frontier
@@ -94,6 +95,7 @@ def test_example_config_is_valid_and_documents_every_option() -> None:
         type(settings.auth),
         type(settings.limits),
         type(settings.accounting),
+        type(settings.state),
         TenantSettings,
         BudgetSettings,
     ):
