@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import openai
@@ -60,7 +61,7 @@ def test_text_and_verbose_json(client) -> None:
     assert verbose.language == "english" and verbose.duration == pytest.approx(11.0, abs=0.05)
     segments = verbose.segments
     assert segments and segments[0].start == 0.0 and segments[-1].end <= 11.0
-    assert all(a.end <= b.start + 1e-6 for a, b in zip(segments, segments[1:], strict=False))
+    assert all(a.end <= b.start + 1e-6 for a, b in pairwise(segments))
     assert words("".join(s.text for s in segments)) == SPOKEN and all(s.tokens for s in segments)
 
 
