@@ -2,7 +2,8 @@
 
 The clip is tests/data/audio/jfk.wav (11.0 s, public domain). Each configuration is measured `--rounds` times after
 a warm-up, in the same run, so the peers are comparable: 1 vs 2 threads, greedy vs beam 5 (OpenAI's setting),
-and the whole HTTP path (openai SDK → /v1/audio/transcriptions → decode → model) against the model called directly.
+faster-whisper vs whisper.cpp on the same weights (converted to ggml), and the whole HTTP path (openai SDK →
+/v1/audio/transcriptions → decode → model) against the model called directly.
 
     python benchmarks/transcription_rtf.py [--rounds 5]
 """
@@ -31,8 +32,9 @@ def rtf(seconds: list[float], duration: float) -> str:
     return f"p50 {med:6.3f} s  RTF {med / duration:.3f}  ({duration / med:5.1f}x real time, min {min(seconds):.3f} s)"
 
 
-def direct(rounds: int, threads: int, beam: int, audio, duration: float) -> list[float]:
-    model = load_transcriber(TranscriptionSettings(enabled=True, threads=threads, beam_size=beam))
+def direct(rounds: int, threads: int, beam: int, audio, duration: float, engine: str = "ctranslate2") -> list[float]:
+    settings = TranscriptionSettings(enabled=True, engine=engine, threads=threads, beam_size=beam)
+    model = load_transcriber(settings)
     model.transcribe(audio, Options())  # warm-up
     times = []
     for _ in range(rounds):
@@ -74,6 +76,8 @@ def main() -> None:
     for threads, beam in ((1, 1), (2, 1), (2, 5)):
         times = direct(args.rounds, threads, beam, audio, duration)
         print(f"{f'direct, {threads} thread(s), beam {beam}':<40} {rtf(times, duration)}")
+    times = direct(args.rounds, 2, 1, audio, duration, engine="whispercpp")
+    print(f"{'whisper.cpp (pywhispercpp), 2 threads':<40} {rtf(times, duration)}")
     print(f"{'HTTP via openai SDK, 2 threads, beam 1':<40} {rtf(over_http(args.rounds), duration)}")
 
 
