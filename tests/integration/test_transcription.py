@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+import wave
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
@@ -30,7 +32,12 @@ def words(text: str) -> str:
 @pytest.fixture(scope="module")
 def server(fake):
     settings = Settings(
-        transcription={"enabled": True, "fallback_base_url": fake.url + "/v1", "fallback_model": "remote-whisper"},
+        transcription={
+            "enabled": True,
+            "fallback_base_url": fake.url + "/v1",
+            "fallback_model": "remote-whisper",
+            "max_file_bytes": 6_000_000,  # above the server's 4 MiB body limit, which binds JSON bodies only
+        },
         embeddings={"enabled": False},
         rerank={"enabled": False},
         cache={"enabled": False},
@@ -101,6 +108,28 @@ def test_bad_input_is_an_openai_error_naming_the_field(client, kwargs, status, p
         client.audio.transcriptions.create(**args)
     assert err.value.status_code == status
     assert err.value.body["param"] == param and err.value.body["message"]
+
+
+def test_a_file_over_the_limit_is_a_413(client) -> None:
+    with pytest.raises(openai.APIStatusError) as err:
+        client.audio.transcriptions.create(model="whisper-1", file=("big.wav", b"\0" * 6_100_000))
+    assert err.value.status_code == 413 and "6000000" in err.value.body["message"]
+
+
+@pytest.mark.slow
+def test_a_file_over_the_json_body_limit_is_accepted(client) -> None:
+    # 4.5 MB: the clip, then 130 s of silence; above server.max_body_bytes (4 MiB)
+    with wave.open(str(JFK)) as src:
+        params, frames = src.getparams(), src.readframes(src.getnframes())
+    out = io.BytesIO()
+    with wave.open(out, "wb") as dst:
+        dst.setparams(params)
+        dst.writeframes(frames + b"\0" * (params.sampwidth * params.framerate * 130))
+    assert out.tell() > 4 * 1024 * 1024
+    text = client.audio.transcriptions.create(
+        model="whisper-1", file=("long.wav", out.getvalue()), response_format="text"
+    )
+    assert words(text).startswith("and so my fellow americans")
 
 
 def test_not_multipart_is_a_400_naming_file(server) -> None:
