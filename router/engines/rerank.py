@@ -37,6 +37,7 @@ class Scores:
 
     values: np.ndarray  # float32 [n]
     tokens: int
+    truncated: int = 0  # documents longer than the model's window (scored on their beginning)
 
 
 class Embeds(Protocol):
@@ -99,7 +100,7 @@ class CrossEncoder:
         else:  # [irrelevant, relevant]: the softmax's second column
             shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
             values = shifted[:, 1] / shifted.sum(axis=1)
-        return Scores(values.astype(np.float32), sum(lengths))
+        return Scores(values.astype(np.float32), sum(lengths), sum(bool(e.overflowing) for e in encodings))
 
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]
@@ -158,7 +159,11 @@ class PairBatcher:
         parts = await asyncio.gather(*futures)
         if len(parts) == 1:
             return parts[0]
-        return Scores(np.concatenate([p.values for p in parts]), sum(p.tokens for p in parts))
+        return Scores(
+            np.concatenate([p.values for p in parts]),
+            sum(p.tokens for p in parts),
+            sum(p.truncated for p in parts),
+        )
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -197,7 +202,7 @@ class PairBatcher:
                 if not item.future.done():  # the caller may have gone (cancelled)
                     # Tokens are split in proportion to pairs: exact per batch, close enough per call.
                     share = round(result.tokens * len(item.pairs) / len(pairs))
-                    item.future.set_result(Scores(result.values[start:stop], share))
+                    item.future.set_result(Scores(result.values[start:stop], share, result.truncated))
                 start = stop
 
     def _take(self) -> list[_Item]:
@@ -291,7 +296,8 @@ class RerankService:
         assert self._embeddings is not None
         embedded = await self._embeddings.embed([query, *documents])
         vectors = embedded.vectors  # unit rows: a dot product is the cosine similarity
-        return Scores((vectors[1:] @ vectors[0]).astype(np.float32), int(sum(embedded.tokens)))
+        scores = (vectors[1:] @ vectors[0]).astype(np.float32)
+        return Scores(scores, int(sum(embedded.tokens)), int(sum(embedded.truncated[1:])))
 
     async def aclose(self) -> None:
         if self._batcher is not None:

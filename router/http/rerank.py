@@ -2,7 +2,8 @@
 
 Request: `query` (string), `documents` (strings or {"text": ...} objects), optional `model` (the configured local
 name; omitted: that one), `top_n` (default: all), `return_documents` (default true, as vLLM). Response:
-{"id", "model", "results": [{"index", "relevance_score", "document": {"text"}}] best first, "usage"}.
+{"id", "model", "results": [{"index", "relevance_score", "document": {"text"}}] best first, "usage"}. Documents
+longer than the model's window are scored on their beginning; `x-router-truncated-inputs` counts them.
 
 Routing: the local model answers; `model` equal to `rerank.fallback_model` goes to `rerank.fallback_url`, and so
 does a request the local model cannot answer (loading, failed, saturated) when a fallback is configured. The
@@ -142,7 +143,10 @@ async def rerank(request: web.Request) -> web.Response:
         body = await _remote(app, parsed)
     else:
         try:
-            body = rerank_body(parsed, await service.score(parsed.query, parsed.documents))
+            scores = await service.score(parsed.query, parsed.documents)
+            body = rerank_body(parsed, scores)
+            if scores.truncated:  # as /v1/embeddings: long documents are scored on their beginning
+                headers["x-router-truncated-inputs"] = str(scores.truncated)
         except (EngineError, Overloaded) as exc:
             if service.settings.fallback_url is None:
                 raise

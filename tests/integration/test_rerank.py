@@ -45,6 +45,15 @@ def test_relevant_document_ranks_first(http) -> None:
     assert body["usage"]["total_tokens"] > 10
 
 
+def test_long_documents_are_counted_as_truncated(http) -> None:
+    long = "Paris is the capital of France. " + "Filler words about nothing in particular. " * 80
+    r = http.post("/v1/rerank", json={"query": QUERY, "documents": [long, DOCS[0]]})
+    assert r.status_code == 200 and r.headers["x-router-truncated-inputs"] == "1"
+    assert r.json()["results"][0]["index"] == 0
+    short = http.post("/v1/rerank", json={"query": QUERY, "documents": DOCS})
+    assert "x-router-truncated-inputs" not in short.headers
+
+
 def test_top_n_objects_and_no_documents(http) -> None:
     docs = [{"text": d} for d in DOCS]
     r = http.post("/v1/rerank", json={"query": QUERY, "documents": docs, "top_n": 2, "return_documents": False})
