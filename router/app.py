@@ -39,7 +39,7 @@ from router.errors import (
 )
 from router.fastpath import estimate_tokens
 from router.frontier.tier import FrontierTier
-from router.http import dashboard, debug, sse
+from router.http import dashboard, debug, rerank, sse, transcription
 from router.http.anthropic import parse_messages_request
 from router.http.cache_feedback import cache_feedback
 from router.http.count_tokens import count_tokens, stream_input_tokens
@@ -446,6 +446,8 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics)
     debug.add_routes(app)
     dashboard.add_routes(app)
+    rerank.add_routes(app)
+    transcription.add_routes(app)
     app.cleanup_ctx.append(_loop_lag_ctx)
     return app
 

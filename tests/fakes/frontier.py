@@ -418,6 +418,54 @@ async def openai_models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": "ok", "object": "model", "owned_by": "fake"}]})
 
 
+# -- rerank and transcription (Cohere/Jina and OpenAI shapes), for the router's fallbacks -------------------
+
+
+async def fake_rerank(request: web.Request) -> web.Response:
+    """Cohere/Jina /v1/rerank: the score of a document is the share of query words it contains."""
+    body = await request.json()
+    model = body.get("model", "")
+    request.app[STATE].requests.append(
+        Recorded(request.path, model, {k.lower(): v for k, v in request.headers.items()}, body)
+    )
+    if "error" in model:
+        return web.json_response({"message": "reranker failed"}, status=500)
+    words = set(body["query"].lower().split())
+    docs = [d if isinstance(d, str) else d["text"] for d in body["documents"]]
+    scores = [len(words & set(d.lower().split())) / max(1, len(words)) for d in docs]
+    order = sorted(range(len(docs)), key=lambda i: -scores[i])[: body.get("top_n") or len(docs)]
+    results = [
+        {
+            "index": i,
+            "relevance_score": scores[i],
+            **({"document": {"text": docs[i]}} if body.get("return_documents", True) else {}),
+        }
+        for i in order
+    ]
+    return web.json_response({"id": "rerank-fake", "model": model, "results": results, "usage": {"total_tokens": 7}})
+
+
+async def fake_transcriptions(request: web.Request) -> web.Response:
+    """OpenAI /v1/audio/transcriptions: answers with the uploaded file's size, in json or text."""
+    form = await request.post()
+    upload = form["file"]
+    model = str(form.get("model", ""))
+    fields = {k: str(v) for k, v in form.items() if k != "file"}
+    request.app[STATE].requests.append(
+        Recorded(request.path, model, {k.lower(): v for k, v in request.headers.items()}, fields)
+    )
+    size = len(upload.file.read())  # type: ignore[union-attr]
+    text = f"fake transcript of {size} bytes"
+    if fields.get("response_format") == "text":
+        return web.Response(text=text + "\n", content_type="text/plain")
+    return web.json_response({"text": text})
+
+
+def add_audio_and_rerank(app: web.Application) -> None:
+    app.router.add_post("/v1/rerank", fake_rerank)
+    app.router.add_post("/v1/audio/transcriptions", fake_transcriptions)
+
+
 def build_fake_app(state: FakeState | None = None) -> web.Application:
     app = web.Application()
     app[STATE] = state or FakeState()
@@ -425,6 +473,7 @@ def build_fake_app(state: FakeState | None = None) -> web.Application:
     app.router.add_post("/v1/messages/count_tokens", anthropic_count_tokens)
     app.router.add_post("/v1/chat/completions", openai_chat)
     app.router.add_get("/v1/models", openai_models)
+    add_audio_and_rerank(app)
     return app
 
 
