@@ -16,15 +16,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from router.batcher import Batcher
 from router.config import EmbeddingSettings
 from router.errors import EngineError, Overloaded
 
@@ -171,26 +170,8 @@ def _load(settings: EmbeddingSettings) -> Embedder:
 # -- micro-batching ------------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class BatchStats:
-    calls: int = 0
-    texts: int = 0
-    batches: int = 0
-    largest_batch: int = 0
-
-    def as_dict(self) -> dict[str, float]:
-        mean = self.texts / self.batches if self.batches else 0.0
-        return {**{k: getattr(self, k) for k in self.__slots__}, "mean_batch": round(mean, 2)}  # type: ignore[attr-defined]
-
-
-@dataclass(slots=True)
-class _Item:
-    texts: list[str]
-    future: asyncio.Future[Embedded] = field(repr=False)
-
-
-class MicroBatcher:
-    """Coalesces concurrent `embed` calls into batched `encode` calls on one worker thread."""
+class MicroBatcher(Batcher[str, Embedded]):
+    """Coalesces concurrent `embed` calls into batched `encode` calls on one worker thread (router/batcher.py)."""
 
     def __init__(
         self,
@@ -200,107 +181,20 @@ class MicroBatcher:
         max_wait_s: float = 0.002,
         max_pending: int | None = None,
     ) -> None:
-        self._encode = encode
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self.max_pending = max_pending if max_pending is not None else max_batch * 64
-        self._pending: deque[_Item] = deque()
-        self._pending_texts = 0
-        self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="embed")
-        self._task: asyncio.Task[None] | None = None
-        self._last_callers = 1
-        self.stats = BatchStats()
+        super().__init__(
+            encode,
+            rows=lambda result, start, stop, _total: result.rows(start, stop),
+            concat=Embedded.concat,
+            what="embedding model",
+            max_batch=max_batch,
+            max_wait_s=max_wait_s,
+            max_pending=max_pending,
+        )
 
     async def embed(self, texts: Sequence[str]) -> Embedded:
-        texts = list(texts)
         if not texts:
             return Embedded(np.zeros((0, 0), dtype=np.float32), [], [])
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="embed-batcher")
-        if self._pending_texts + len(texts) > self.max_pending:
-            raise Overloaded("the embedding model is saturated; retry shortly", retry_after=1)
-        self.stats.calls += 1
-        loop = asyncio.get_running_loop()
-        futures = []
-        # Split big calls so that one request never builds a batch larger than max_batch.
-        for start in range(0, len(texts), self.max_batch):
-            item = _Item(texts[start : start + self.max_batch], loop.create_future())
-            self._pending.append(item)
-            self._pending_texts += len(item.texts)
-            futures.append(item.future)
-        self._wakeup.set()
-        if len(futures) == 1:
-            return await futures[0]
-        return Embedded.concat(await asyncio.gather(*futures))
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            if self.max_wait_s > 0 and self._last_callers > 1 and self._pending_texts < self.max_batch:
-                # Calls came in together last time: give this batch a moment to fill.
-                deadline = loop.time() + self.max_wait_s
-                while self._pending_texts < self.max_batch:
-                    self._wakeup.clear()
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            await self._wakeup.wait()
-                    except TimeoutError:
-                        break
-            batch = self._take()
-            if not batch:
-                continue
-            texts = [t for item in batch for t in item.texts]
-            self._last_callers = len(batch)
-            self.stats.batches += 1
-            self.stats.texts += len(texts)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(texts))
-            try:
-                result = await loop.run_in_executor(self._executor, self._encode, texts)
-            except Exception as exc:
-                log.exception("embedding batch of %d texts failed", len(texts))
-                error = EngineError(f"the embedding model failed: {exc}")
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                continue
-            start = 0
-            for item in batch:
-                stop = start + len(item.texts)
-                if not item.future.done():  # the caller may have gone (cancelled)
-                    item.future.set_result(result.rows(start, stop))
-                start = stop
-
-    def _take(self) -> list[_Item]:
-        batch: list[_Item] = []
-        size = 0
-        while self._pending:
-            item = self._pending[0]
-            if item.future.done():  # cancelled while waiting: drop it
-                self._pending.popleft()
-                self._pending_texts -= len(item.texts)
-                continue
-            if batch and size + len(item.texts) > self.max_batch:
-                break
-            self._pending.popleft()
-            self._pending_texts -= len(item.texts)
-            batch.append(item)
-            size += len(item.texts)
-        return batch
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        while self._pending:
-            item = self._pending.popleft()
-            if not item.future.done():
-                item.future.set_exception(EngineError("the embedding model is shutting down"))
-        # Wait for a batch already running: the model must not be freed under it.
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        return await self.submit(texts)
 
 
 # -- the service the app holds -------------------------------------------------------------------------------

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from router.batcher import Batcher
 from router.config import RerankSettings
 from router.errors import EngineError, Overloaded
 
@@ -109,128 +108,36 @@ class CrossEncoder:
 # -- micro-batching of pairs (the embedding micro-batcher's pattern, for pairs) ------------------------------
 
 
-@dataclass(slots=True)
-class _Item:
-    pairs: list[tuple[str, str]]
-    future: asyncio.Future[Scores] = field(repr=False)
+def _share(result: Scores, start: int, stop: int, total: int) -> Scores:
+    # Tokens are split in proportion to pairs: exact per batch, close enough per call.
+    return Scores(result.values[start:stop], round(result.tokens * (stop - start) / total), result.truncated)
 
 
-@dataclass(slots=True)
-class BatchStats:
-    calls: int = 0
-    pairs: int = 0
-    batches: int = 0
-    largest_batch: int = 0
+def _join(parts: list[Scores]) -> Scores:
+    return Scores(
+        np.concatenate([p.values for p in parts]), sum(p.tokens for p in parts), sum(p.truncated for p in parts)
+    )
 
 
-class PairBatcher:
-    """Coalesces concurrent `score` calls into batched model calls on one worker thread.
-
-    Calls that arrive while a batch runs form the next one; when calls came together last time, a batch also waits
-    up to `max_wait_s` for company. A caller alone pays no wait."""
+class PairBatcher(Batcher[tuple[str, str], Scores]):
+    """Coalesces concurrent `score` calls into batched cross-encoder calls on one worker thread
+    (router/batcher.py)."""
 
     def __init__(
         self, score: Callable[[list[tuple[str, str]]], Scores], *, max_batch: int, max_wait_s: float, max_pending: int
     ) -> None:
-        self._score = score
-        self.max_batch, self.max_wait_s, self.max_pending = max_batch, max_wait_s, max_pending
-        self._pending: deque[_Item] = deque()
-        self._pending_pairs = 0
-        self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="rerank")
-        self._task: asyncio.Task[None] | None = None
-        self._last_callers = 1
-        self.stats = BatchStats()
-
-    async def score(self, pairs: list[tuple[str, str]]) -> Scores:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="rerank-batcher")
-        if self._pending_pairs + len(pairs) > self.max_pending:
-            raise Overloaded("the rerank model is saturated; retry shortly", retry_after=1)
-        self.stats.calls += 1
-        loop = asyncio.get_running_loop()
-        futures = []
-        for start in range(0, len(pairs), self.max_batch):  # one request never builds a batch over max_batch
-            item = _Item(pairs[start : start + self.max_batch], loop.create_future())
-            self._pending.append(item)
-            self._pending_pairs += len(item.pairs)
-            futures.append(item.future)
-        self._wakeup.set()
-        parts = await asyncio.gather(*futures)
-        if len(parts) == 1:
-            return parts[0]
-        return Scores(
-            np.concatenate([p.values for p in parts]),
-            sum(p.tokens for p in parts),
-            sum(p.truncated for p in parts),
+        super().__init__(
+            score,
+            rows=_share,
+            concat=_join,
+            what="rerank model",
+            max_batch=max_batch,
+            max_wait_s=max_wait_s,
+            max_pending=max_pending,
         )
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            if self.max_wait_s > 0 and self._last_callers > 1 and self._pending_pairs < self.max_batch:
-                deadline = loop.time() + self.max_wait_s
-                while self._pending_pairs < self.max_batch:
-                    self._wakeup.clear()
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            await self._wakeup.wait()
-                    except TimeoutError:
-                        break
-            batch = self._take()
-            if not batch:
-                continue
-            pairs = [p for item in batch for p in item.pairs]
-            self._last_callers = len(batch)
-            self.stats.batches += 1
-            self.stats.pairs += len(pairs)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(pairs))
-            try:
-                result = await loop.run_in_executor(self._executor, self._score, pairs)
-            except Exception as exc:
-                log.exception("rerank batch of %d pairs failed", len(pairs))
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(EngineError(f"the rerank model failed: {exc}"))
-                continue
-            start = 0
-            for item in batch:
-                stop = start + len(item.pairs)
-                if not item.future.done():  # the caller may have gone (cancelled)
-                    # Tokens are split in proportion to pairs: exact per batch, close enough per call.
-                    share = round(result.tokens * len(item.pairs) / len(pairs))
-                    item.future.set_result(Scores(result.values[start:stop], share, result.truncated))
-                start = stop
-
-    def _take(self) -> list[_Item]:
-        batch: list[_Item] = []
-        size = 0
-        while self._pending:
-            item = self._pending[0]
-            if item.future.done():  # cancelled while waiting: drop it
-                self._pending.popleft()
-                self._pending_pairs -= len(item.pairs)
-                continue
-            if batch and size + len(item.pairs) > self.max_batch:
-                break
-            self._pending.popleft()
-            self._pending_pairs -= len(item.pairs)
-            batch.append(item)
-            size += len(item.pairs)
-        return batch
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        while self._pending:
-            item = self._pending.popleft()
-            if not item.future.done():
-                item.future.set_exception(EngineError("the rerank model is shutting down"))
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+    async def score(self, pairs: list[tuple[str, str]]) -> Scores:
+        return await self.submit(pairs)
 
 
 # -- the service the app holds -------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ async def test_concurrent_calls_are_coalesced_and_answered_in_order() -> None:
     results = await asyncio.gather(*(batcher.embed(["x" * i]) for i in range(1, 17)))
     assert [r.vectors[0, 0] for r in results] == list(range(1, 17))
     assert max(len(b) for b in log) == 8 and len(log) <= 4  # 16 calls in 2-3 batches, never more than 8
-    assert batcher.stats.calls == 17 and batcher.stats.texts == 17
+    assert batcher.stats.calls == 17 and batcher.stats.items == 17
     await batcher.aclose()
 
 
