@@ -655,6 +655,29 @@ async def _iterate(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
         yield chunk
 
 
+def entry_from_record(
+    key: str,
+    model: str,
+    text: str,
+    finish: Any,
+    p_tokens: int,
+    c_tokens: int,
+    calls: list[list[str]] | None,
+    created: float,
+    expires: float,
+    ns_key: str | None,
+    prompt: str,
+) -> Entry:
+    """An entry from its plain fields, as snapshots and the shared-cache stream carry them."""
+    key_bytes = key.encode()
+    ns_bytes = ns_key.encode() if ns_key is not None else None
+    tool_calls = [ToolCall(*c) for c in calls] if calls else None
+    completion = Completion(text, finish, Usage(int(p_tokens), int(c_tokens)), None, tool_calls)
+    namespace_hash = fnv1a_64(ns_bytes) if ns_bytes is not None else 0
+    hashes = fnv1a_64(key_bytes), namespace_hash
+    return Entry(key_bytes, hashes[0], model, completion, float(created), float(expires), ns_bytes, hashes[1], prompt)
+
+
 def _decode(meta: dict[str, Any], vectors: np.ndarray, now: float) -> list[tuple[Entry, np.ndarray | None]]:
     out = []
     try:
@@ -662,20 +685,8 @@ def _decode(meta: dict[str, Any], vectors: np.ndarray, now: float) -> list[tuple
             (key, model, text, finish, p_tokens, c_tokens, calls, created, expires, ns_key, prompt, row) = rec
             if expires <= now:
                 continue
-            key_bytes = key.encode()
-            tool_calls = [ToolCall(*c) for c in calls] if calls else None
-            completion = Completion(text, finish, Usage(int(p_tokens), int(c_tokens)), None, tool_calls)
-            ns_bytes = ns_key.encode() if ns_key is not None else None
-            entry = Entry(
-                key_bytes,
-                fnv1a_64(key_bytes),
-                model,
-                completion,
-                float(created),
-                float(expires),
-                ns_bytes,
-                fnv1a_64(ns_bytes) if ns_bytes is not None else 0,
-                prompt,
+            entry = entry_from_record(
+                key, model, text, finish, p_tokens, c_tokens, calls, created, expires, ns_key, prompt
             )
             if not (isinstance(text, str) and isinstance(model, str) and isinstance(prompt, str)):
                 raise TypeError("entry fields of the wrong type")

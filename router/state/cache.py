@@ -23,10 +23,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from router.cache.store import Entry, ResponseCache
-from router.fastpath import fnv1a_64
+from router.cache.store import Entry, ResponseCache, entry_from_record
 from router.state.health import StateHealth, StateUnavailable
-from router.types import Completion, ToolCall, Usage
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +50,7 @@ def encode(entry: Entry, vector: np.ndarray | None) -> dict[str, bytes]:
 
 def decode(fields: dict[bytes, bytes]) -> tuple[Entry, np.ndarray | None]:
     key, model, text, finish, p_tokens, c_tokens, calls, created, expires, ns_key, prompt = orjson.loads(fields[b"rec"])
-    key_bytes = key.encode()
-    ns_bytes = ns_key.encode() if ns_key is not None else None
-    completion = Completion(
-        text, finish, Usage(int(p_tokens), int(c_tokens)), None, [ToolCall(*t) for t in calls] if calls else None
-    )
-    entry = Entry(
-        key_bytes,
-        fnv1a_64(key_bytes),
-        model,
-        completion,
-        float(created),
-        float(expires),
-        ns_bytes,
-        fnv1a_64(ns_bytes) if ns_bytes is not None else 0,
-        prompt,
-    )
+    entry = entry_from_record(key, model, text, finish, p_tokens, c_tokens, calls, created, expires, ns_key, prompt)
     raw = fields.get(b"vec", b"")
     return entry, (np.frombuffer(raw, dtype="<f4").copy() if raw else None)
 
