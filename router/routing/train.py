@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import math
 import sys
 import time
@@ -25,6 +26,8 @@ from router import fastpath
 from router.routing.learned import DEFAULT_MODEL, save
 from router.routing.lexicon import FEATURES
 from router.routing.taxonomy import SCORED_TASKS
+
+log = logging.getLogger(__name__)
 
 BITS = 18  # binary head: 262,144 buckets (1 MiB of float32, mostly zeros: compresses well)
 TASK_BITS = 16  # task head: 65,536 buckets x K classes
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--c", type=float, default=4.0, help="inverse L2 strength, binary head (default 4)")
     parser.add_argument("--task-c", type=float, default=4.0, help="inverse L2 strength, task head (default 4)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     train_path, heldout_path = f"{args.data}/train.jsonl", f"{args.data}/heldout.jsonl"
     started = time.perf_counter()
     train, heldout = read_rows(train_path), read_rows(heldout_path)
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_card": "benchmarks/ROUTING_DATA_CARD.md",
     }
     save(args.out, meta, **model)
-    print(orjson.dumps({**meta, "seconds": round(time.perf_counter() - started, 1), "out": args.out}).decode())
+    log.info("%s", orjson.dumps({**meta, "seconds": round(time.perf_counter() - started, 1), "out": args.out}).decode())
     return 0
 
 
