@@ -430,7 +430,8 @@ class Soak:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"the router exited ({self.proc.returncode}); see {tmp / 'router.log'}")
+                tail = (tmp / "router.log").read_text(errors="replace")[-3000:]  # the folder goes when we exit
+                raise SystemExit(f"the router exited ({self.proc.returncode}); its log ends:\n{tail}")
             try:
                 out = subprocess.run(
                     ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", self.base + "/readyz"],
@@ -443,7 +444,8 @@ class Soak:
             except subprocess.TimeoutExpired:
                 pass
             time.sleep(1)
-        raise SystemExit("the router did not become ready within 180 s")
+        tail = (tmp / "router.log").read_text(errors="replace")[-3000:]
+        raise SystemExit(f"the router did not become ready within 180 s; its log ends:\n{tail}")
 
     def stop_router(self) -> None:
         self.proc.terminate()
@@ -553,6 +555,7 @@ def summarise(soak: Soak, extra: dict[str, Any]) -> dict[str, Any]:
             "over_3s_ttft_share": round(sum(r.ttft or 0 for r in slow) / max(1e-9, sum(r.latency for r in slow)), 3),
         },
         "engine_slots_in_use": gauge("router_engine_slots_in_use"),
+        "engine_threads": gauge("router_engine_threads"),
         "cpu_cores_used": cores,
         "engine_cpu_ms_per_token": _cpu_per_token(busy),
         "machine_load1": {
@@ -617,8 +620,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     soak = Soak(args)
     with tempfile.TemporaryDirectory(prefix="hybrid-router-soak-") as tmp:
-        soak.start_router(Path(tmp))
         try:
+            soak.start_router(Path(tmp))  # inside the try: a router that never got ready must not outlive us
             extra = asyncio.run(soak.traffic())
         finally:
             soak.stop_router()

@@ -361,6 +361,7 @@ async def metrics(request: web.Request) -> web.Response:
             m.slots.labels(name).set(getattr(stats, "active", 0))
             m.queue_depth.labels(name).set(getattr(stats, "queued", 0))
             m.engine_steps.labels(name).set(getattr(stats, "steps", 0))
+            m.engine_threads.labels(name).set(getattr(stats, "threads", 0))
             m.engine_tokens.labels(name).set(getattr(stats, "tokens_generated", 0))
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 

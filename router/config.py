@@ -45,7 +45,7 @@ class ModelSettings(_Strict):
     # llamacpp / vllm
     path: str | None = Field(None, description="GGUF file (llamacpp) or model dir/id (vllm). None: embedded default.")
     n_ctx: int = Field(2048, gt=0, description="Context window in tokens.")
-    n_threads: int | None = Field(None, gt=0, description="llama.cpp CPU threads (None: half the cores, at least 1).")
+    n_threads: int | None = Field(None, gt=0, description="llama.cpp threads (None: measured while serving).")
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
     chat_template: str | None = Field(None, description="Jinja chat template; None: the one in the model file.")
     default_max_tokens: int = Field(512, gt=0, description="max_tokens when the request gives none.")

@@ -54,6 +54,9 @@ class Metrics:
             registry=r,
         )
         self.loop_lag_max = Gauge("router_event_loop_lag_max_seconds", "Longest probe lag since start", registry=r)
+        self.engine_threads = Gauge(
+            "router_engine_threads", "llama.cpp threads the engine decodes with", ["model"], registry=r
+        )
         self.engine_steps = Gauge("router_engine_steps", "Engine decode steps since start", ["model"], registry=r)
         self.engine_tokens = Gauge("router_engine_tokens_generated", "Tokens decoded so far", ["model"], registry=r)
 

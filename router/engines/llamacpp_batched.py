@@ -44,8 +44,9 @@ from router.engines.chat_template import CHATML, ChatTemplate
 from router.engines.cpu import CpuPlan
 from router.engines.cpu import detect as detect_cpu
 from router.engines.embedded import default_chat_model
-from router.engines.llamacpp_jobs import DONE, UNSEEN, BatchedStats, Job, Prefix, Slot, default_threads, post
+from router.engines.llamacpp_jobs import DONE, UNSEEN, BatchedStats, Job, Prefix, Slot, post
 from router.engines.llamacpp_prompt import PromptMixin
+from router.engines.llamacpp_threads import ThreadTuner, thread_candidates, usable_cores
 from router.engines.requantize import requantized
 from router.errors import EngineError, Timeout
 from router.types import ChatRequest, Chunk, Usage
@@ -117,7 +118,9 @@ class BatchedLlamaCppEngine(PromptMixin):
         if not model:
             raise EngineError(f"model {self.name!r}: cannot load {self.loaded_path}")
         n_seq = self._n_slots + self._prefix_streams
-        threads = s.n_threads or default_threads()
+        # A configured count is used as is; otherwise the engine measures which count decodes faster, as it serves.
+        self._tuner = ThreadTuner((s.n_threads,) if s.n_threads else thread_candidates(usable_cores()))
+        threads = self.stats.threads = self._tuner.threads
         cparams = L.llama_context_default_params()
         cparams.n_ctx = s.n_ctx * n_seq  # split into one stream of n_ctx per sequence
         cparams.n_batch = _BATCH_TOKENS
@@ -365,13 +368,26 @@ class BatchedLlamaCppEngine(PromptMixin):
                 slot.out = n - 1
                 prefilled.append(slot)
         batch.n_tokens = n
+        started = time.perf_counter()
         rc = L.llama_decode(self._ctx, batch)
         self.stats.steps += 1
         if rc != 0:
             raise EngineError(f"llama_decode returned {rc}")
+        prompt_tokens = sum(quota.values())
+        self._tune(time.perf_counter() - started, n - prompt_tokens, prompt_tokens)
         for slot in prefilled:
             self._remember_prefix(slot)
         self._sample()
+
+    def _tune(self, seconds: float, decoded: int, prompt_tokens: int) -> None:
+        tuner = self._tuner
+        tuner.observe(seconds, decoded, prompt_tokens)
+        if tuner.threads != self.stats.threads:
+            self._L.llama_set_n_threads(self._ctx, tuner.threads, tuner.threads)
+            self.stats.threads = tuner.threads
+        if tuner.switches != self.stats.thread_switches:
+            self.stats.thread_switches = tuner.switches
+            log.info("model %s: decoding with %d threads now (%s)", self.name, tuner.threads, tuner.summary())
 
     def _sample(self) -> None:
         L = self._L

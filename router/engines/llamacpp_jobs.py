@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,8 @@ class BatchedStats(QueueStats):
     steps: int = 0  # llama_decode calls
     prefix_hits: int = 0
     prefix_tokens_reused: int = 0
+    threads: int = 0  # llama.cpp threads the next step uses (llamacpp_threads.ThreadTuner)
+    thread_switches: int = 0
     grammar_resamples: int = 0  # tokens the grammar rejected, sampled again under it
     # Tokens sampled after a cancel was requested, for the last cancelled request (must stay ≤ 1).
     last_cancel_overrun: int = 0
@@ -68,18 +69,6 @@ class Slot:
 class Prefix:
     seq: int
     tokens: int
-
-
-def default_threads() -> int:
-    """llama.cpp threads when `n_threads` is not set: half the cores this process may run on (affinity aware).
-
-    The other half serves the event loop, the embedding model and the OS. ggml's thread barrier spins: when one of
-    its threads is descheduled by other work, every step waits for it (benchmarks/RESULTS.md, local throughput)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // 2)
 
 
 def post(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, Any]]) -> None:

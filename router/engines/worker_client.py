@@ -51,7 +51,12 @@ class WorkerStats:
     failed: int = 0
     tokens_generated: int = 0
     last_cancel_overrun: int = 0
+    threads: int = 0  # llama.cpp threads in use (the worker's ThreadTuner)
+    thread_switches: int = 0
     seen: int = 0  # how many of the server's frames the worker had read when it took these figures
+
+
+_STAT_FIELDS = frozenset(WorkerStats.__slots__)
 
 
 class WorkerClient:
@@ -280,7 +285,8 @@ class WorkerClient:
         if stats.get("steps", 0) != s.steps or not stats.get("active", 0):
             self._last_progress = now
         for key, value in stats.items():
-            setattr(s, key, value)
+            if key in _STAT_FIELDS:  # an unknown counter must not break the heartbeat (and get the worker killed)
+                setattr(s, key, value)
         self.last_heartbeat = now
 
     def _fail_all(self) -> None:

@@ -45,6 +45,8 @@ _STATS = (
     "failed",
     "tokens_generated",
     "last_cancel_overrun",
+    "threads",
+    "thread_switches",
 )
 
 

@@ -197,3 +197,31 @@ async def test_full_engine_answers_503_with_retry_after_over_http() -> None:
                 assert (await third.json())["error"]["type"] == "overloaded_error"
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_thread_count_changes_between_steps_without_changing_the_answer() -> None:
+    """The tuner's trials switch llama.cpp's thread count mid-generation (llama_set_n_threads); the greedy answer
+    must be the one a fixed count gives, token for token."""
+    from router.engines.llamacpp_threads import ThreadTuner
+
+    fixed = await started(n_parallel=1, n_threads=1)
+    tuned = await started(n_parallel=1)
+    try:
+        tuned._tuner = ThreadTuner((1, 2), trial_steps=2, exploit_steps=3)
+        expected = await Completion.gather(fixed.generate(chat(STORY, max_tokens=24)))
+        seen: set[int] = set()
+        chunks = []
+        async for chunk in tuned.generate(chat(STORY, max_tokens=24)):
+            seen.add(tuned.stats.threads)
+            chunks.append(chunk)
+        got = await Completion.gather(_replay(chunks))
+        assert got.text == expected.text and got.usage == expected.usage
+        assert tuned._tuner.trials >= 2 and seen == {1, 2}
+    finally:
+        await fixed.aclose()
+        await tuned.aclose()
+
+
+async def _replay(chunks: list) -> AsyncIterator:  # type: ignore[type-arg]
+    for chunk in chunks:
+        yield chunk

@@ -66,12 +66,12 @@ def test_this_machine_and_the_installed_build() -> None:
     assert cpu.line().startswith("llama.cpp CPU path ")
 
 
-def test_default_threads_is_half_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_thread_candidates_are_half_and_all_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """What config.py and deploy/router.example.yaml promise for `n_threads: null`."""
     import os
 
-    from router.engines import llamacpp_batched
+    from router.engines.llamacpp_threads import thread_candidates, usable_cores
 
-    for cores, expected in ((1, 1), (2, 1), (8, 4), (9, 4)):
+    for cores, expected in ((1, (1,)), (2, (1, 2)), (8, (4, 8)), (9, (4, 9))):
         monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
-        assert llamacpp_batched.default_threads() == expected
+        assert thread_candidates(usable_cores()) == expected
