@@ -9,6 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from router.accounting.budgets import BudgetLimit, Budgets, Reservation
 from router.accounting.costs import Pricing
@@ -102,10 +103,23 @@ class Booked:
         }
 
 
+@dataclass(slots=True)
+class _Series:
+    requests: Any
+    duration: Any
+    ttft: Any
+    tokens_in: Any
+    tokens_out: Any
+    cost_frontier: Any
+    cost_local: Any
+    saved: Any
+
+
 class Accounting:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        self._series_cache: dict[tuple[str, ...], _Series] = {}
         self.pricing = Pricing(settings)
         limits: dict[tuple[str, ...], BudgetLimit] = {}
         for tenant in settings.tenants:
@@ -213,22 +227,43 @@ class Accounting:
         return booked
 
     def _count(self, done: Finished, booked: Booked) -> None:
-        m = self.metrics
-        tenant = m.tenant(done.request.tenant)
-        m.requests.labels(done.endpoint, done.tier, done.task or "none", done.status).inc()
-        m.duration.labels(done.tier).observe(booked.latency)
+        c = self._series(done)
+        c.requests.inc()
+        c.duration.observe(booked.latency)
         if done.ttft is not None:
-            m.ttft.labels(done.tier).observe(done.ttft)
-        m.tokens.labels(done.tier, "input").inc(booked.usage.prompt_tokens)
-        m.tokens.labels(done.tier, "output").inc(booked.usage.completion_tokens)
+            c.ttft.observe(done.ttft)
+        c.tokens_in.inc(booked.usage.prompt_tokens)
+        c.tokens_out.inc(booked.usage.completion_tokens)
         if booked.cost:
-            m.cost.labels("frontier", tenant).inc(booked.cost)
+            c.cost_frontier.inc(booked.cost)
         if booked.local_cost:
-            m.cost.labels("local", tenant).inc(booked.local_cost)
+            c.cost_local.inc(booked.local_cost)
         if booked.saved > 0:
-            m.saved.labels(tenant).inc(booked.saved)
+            c.saved.inc(booked.saved)
         if done.outcome is not None and done.outcome.escalated:
-            m.escalations.labels(done.outcome.escalated).inc()
+            self.metrics.escalations.labels(done.outcome.escalated).inc()
+
+    def _series(self, done: Finished) -> _Series:
+        """The metric series one request updates, looked up once per label combination (prometheus_client's
+        `labels()` hashes, locks and allocates on every call)."""
+        key = (done.endpoint, done.tier, done.task or "none", done.status, done.request.tenant)
+        series = self._series_cache.get(key)
+        if series is None:
+            m = self.metrics
+            tenant = m.tenant(done.request.tenant)
+            series = _Series(
+                m.requests.labels(key[0], key[1], key[2], key[3]),
+                m.duration.labels(key[1]),
+                m.ttft.labels(key[1]),
+                m.tokens.labels(key[1], "input"),
+                m.tokens.labels(key[1], "output"),
+                m.cost.labels("frontier", tenant),
+                m.cost.labels("local", tenant),
+                m.saved.labels(tenant),
+            )
+            if len(self._series_cache) < 4096:  # bounded: tenants and tasks are few, but names come from config
+                self._series_cache[key] = series
+        return series
 
     def _entry(self, done: Finished, booked: Booked) -> Entry:
         request, outcome, usage = done.request, done.outcome, booked.usage

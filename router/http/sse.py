@@ -83,5 +83,8 @@ class CoalescingResponse(web.StreamResponse):
             await asyncio.shield(self._sending)
         if self._error is not None:
             raise self._error
-        await self._send()
-        await super().write_eof(data)
+        # The last queued bytes leave with the terminating chunk: one send.
+        tail = b"".join([*self._queue, data])
+        self._queue.clear()
+        self._queued = 0
+        await super().write_eof(tail)
