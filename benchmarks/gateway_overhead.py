@@ -114,10 +114,11 @@ class Proc:
                 self.popen.wait(5)
 
 
-def spawn(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Proc:
+def spawn(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None, cwd: str | None = None) -> Proc:
     log = workdir / f"{name}.log"
     popen = subprocess.Popen(
         argv,
+        cwd=cwd,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
@@ -574,6 +575,27 @@ async def amain(args: argparse.Namespace, out_dir: Path, work: Path, litellm_bin
             procs.append(router)
             await wait_ready(session, f"http://127.0.0.1:{router_port}/readyz", router, 60)
             gateways.append(Gateway("router", f"http://127.0.0.1:{router_port}/v1", router))
+            if args.baseline_tree:  # an older tree of the router, measured in the same run (before/after)
+                base_port = free_port()
+                router_config(work / "baseline.yaml", base_port, mock_port, None)
+                base = spawn(
+                    "baseline",
+                    [sys.executable, "-m", "router.cli", "serve", "--config", str(work / "baseline.yaml")],
+                    work,
+                    {"PYTHONPATH": args.baseline_tree},
+                    cwd=args.baseline_tree,
+                )
+                procs.append(base)
+                await wait_ready(session, f"http://127.0.0.1:{base_port}/readyz", base, 60)
+                gateways.append(Gateway("baseline", f"http://127.0.0.1:{base_port}/v1", base))
+            if args.router_workers > 1:
+                multi_port = free_port()
+                router_config(work / "multi.yaml", multi_port, mock_port, None)
+                argv = [sys.executable, "-m", "router.cli", "serve", "--config", str(work / "multi.yaml")]
+                multi = spawn(f"router-x{args.router_workers}", [*argv, "--workers", str(args.router_workers)], work)
+                procs.append(multi)
+                await wait_ready(session, f"http://127.0.0.1:{multi_port}/readyz", multi, 60)
+                gateways.append(Gateway(multi.name, f"http://127.0.0.1:{multi_port}/v1", multi))
             if not args.no_litellm:
                 if litellm_bin is None:
                     print("litellm not found (pip install -e .[bench], or --litellm-bin); skipping it", file=sys.stderr)
@@ -638,6 +660,8 @@ def main() -> int:
     p.add_argument("--router-ledger", action="store_true", help="keep the router's SQLite cost ledger on")
     p.add_argument("--profile", action="store_true", help="py-spy the router even if the targets are met")
     p.add_argument("--profile-seconds", type=float, default=8.0)
+    p.add_argument("--baseline-tree", help="a checkout of an older router, measured as 'baseline' in the same run")
+    p.add_argument("--router-workers", type=int, default=1, help="also measure `serve --workers N` (N > 1)")
     p.add_argument("--out", help="output directory (default benchmarks/out/overhead-<UTC time>)")
     args = p.parse_args()
     out_dir = Path(args.out or Path("benchmarks/out") / ("overhead-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")))

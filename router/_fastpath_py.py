@@ -144,6 +144,14 @@ def _scan(text: str) -> tuple[list[float], int, int]:
         cat = _TABLE.get(wh)
         if cat is not None:
             counts[cat] += 1
+    f, best = _summary(counts, tokens, fences, listed, qmarks, mathsym, scripts)
+    return f, best, tokens
+
+
+def _summary(
+    counts: list[int], tokens: int, fences: int, listed: int, qmarks: int, mathsym: int, scripts: int
+) -> tuple[list[float], int]:
+    """The scan's counts as the feature vector and the task with the most evidence (the .pyx does it inline)."""
     nscripts = bin(scripts).count("1")
     f = [
         math.log1p(float(tokens)) / 8.0,
@@ -172,7 +180,7 @@ def _scan(text: str) -> tuple[list[float], int, int]:
             score_t += 3
         if score_t > best_count:
             best_count, best = score_t, t
-    return f, best, tokens
+    return f, best
 
 
 class Scorer:

@@ -23,7 +23,7 @@ from aiohttp.http_exceptions import (
 )
 from aiohttp.web_protocol import RequestPayloadError
 
-from router.accounting.access import AccessControl, Tenant
+from router.accounting.access import AccessControl, Tenant, Ticket
 from router.accounting.service import Accounting, Finished
 from router.cache import EmbeddingService, ResponseCache
 from router.config import Settings
@@ -37,7 +37,6 @@ from router.errors import (
     RouterError,
     Timeout,
 )
-from router.fastpath import estimate_tokens
 from router.frontier.tier import FrontierTier
 from router.http import dashboard, debug, rerank, sse, transcription
 from router.http.anthropic import parse_messages_request
@@ -45,9 +44,11 @@ from router.http.cache_feedback import cache_feedback
 from router.http.count_tokens import count_tokens, stream_input_tokens
 from router.http.embeddings import embeddings_body, parse_embedding_request
 from router.http.errors import JSON, api_of, error_response
+from router.http.headers import outcome_headers
 from router.http.openai import parse_chat_request, parse_json
-from router.http.writers import writer_for
-from router.observability import Metrics, log_request, probe_loop_lag, quiet_sdk_loggers
+from router.http.writers import Writer, writer_for
+from router.observability import Metrics, access_log, log_request, probe_loop_lag, quiet_sdk_loggers
+from router.outcome import Outcome
 from router.pipeline import Pipeline
 from router.registry import ModelRegistry
 from router.routing.policy import RoutingPolicy
@@ -224,51 +225,77 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
     Around it: the tenant's limits (admission), and when it ends however it ends, the accounting: budget
     settlement, ledger row, metrics and one log line."""
     app = request.app
-    settings, access, accounting = app[SETTINGS], app[ACCESS], app[ACCOUNTING]
-    tenant = request[TENANT]
-    chat.request_id = request[REQUEST_ID]
-    chat.tenant = tenant.name
-    chat.allowed_tiers = tuple(tenant.settings.allowed_tiers)
-    chat.budget_exhausted = tenant.settings.on_budget_exhausted
-    chat.workflow = chat.metadata.get("workflow") or request.headers.get("x-router-workflow") or None
-    access.check_model(tenant, chat.model)
-    chat.deadline = asyncio.get_running_loop().time() + _timeout(request, settings)
-    try:
-        # Estimating tokens scans the whole prompt: only worth it when a tokens/min limit will read it.
-        ticket = await access.admit(tenant, _admission_tokens(chat) if tenant.tokens is not None else 0)
-    except RouterError as exc:
-        app[METRICS].shed.labels(exc.code or exc.type).inc()
-        raise
+    access = app[ACCESS]
+    ticket = await _admit(request, chat)
     app[METRICS].in_flight.inc()
     task = asyncio.current_task()
     app[IN_FLIGHT].add(task)
     done = Finished(chat, request.path, "error", time.monotonic())
-    stream_started: web.StreamResponse | None = None
     try:
         try:
             async with asyncio.timeout_at(chat.deadline):
                 outcome = await app[PIPELINE].chat(chat)
         except TimeoutError:
             raise Timeout("the request did not start within its deadline") from None
-        done.tier, done.model, done.task = outcome.decision.tier, outcome.model, outcome.decision.task
-        done.headers, done.reservation = outcome.headers, outcome.reservation
-        done.frontier_usage = outcome.frontier_usage
-        headers = {**outcome.headers, **ticket.headers}
+        done.outcome = outcome
+        headers = outcome_headers(outcome)  # the one place the outcome becomes x-router-* headers
+        headers.update(ticket.headers)
         writer = writer_for(chat, outcome.model, await stream_input_tokens(app, chat, outcome))
-        if not chat.stream:
-            async with aclosing(outcome.rest):
-                try:
-                    async with asyncio.timeout_at(chat.deadline):
-                        result = await Completion.gather(_observed(outcome.chunks(), done))
-                except TimeoutError:
-                    raise Timeout("the request did not finish within its deadline") from None
-            return web.Response(body=writer.body(result), content_type=JSON, headers=headers)
-        response = web.StreamResponse(headers={**sse.HEADERS, **headers})
-        await response.prepare(request)
-        stream_started = response
+        if chat.stream:
+            return await _stream(request, outcome, writer, headers, done)
+        return await _whole(outcome, writer, headers, done)
+    except (asyncio.CancelledError, ConnectionResetError):
+        done.status = "cancelled"
+        raise
+    finally:
+        app[IN_FLIGHT].discard(task)
+        access.release(ticket)
+        app[METRICS].in_flight.dec()
+        summary = app[ACCOUNTING].finish(done)
+        if access_log.isEnabledFor(logging.INFO):  # no log line built when nobody reads it
+            log_request(_log_fields(done, summary, app[SETTINGS].server.log_prompts))
+
+
+async def _admit(request: web.Request, chat: ChatRequest) -> Ticket:
+    """Who is asking, with what deadline, within the tenant's limits: the admission ticket, or a refusal."""
+    app = request.app
+    access, tenant = app[ACCESS], request[TENANT]
+    chat.request_id = request[REQUEST_ID]
+    chat.tenant = tenant.name
+    chat.allowed_tiers = tuple(tenant.settings.allowed_tiers)
+    chat.budget_exhausted = tenant.settings.on_budget_exhausted
+    chat.workflow = chat.metadata.get("workflow") or request.headers.get("x-router-workflow") or None
+    access.check_model(tenant, chat.model)
+    chat.deadline = asyncio.get_running_loop().time() + _timeout(request, app[SETTINGS])
+    try:
+        # Estimating tokens scans the whole prompt: only worth it when a tokens/min limit will read it.
+        return await access.admit(tenant, _admission_tokens(chat) if tenant.tokens is not None else 0)
+    except RouterError as exc:
+        app[METRICS].shed.labels(exc.code or exc.type).inc()
+        raise
+
+
+async def _whole(outcome: Outcome, writer: Writer, headers: dict[str, str], done: Finished) -> web.Response:
+    """A non-streaming answer: gather the stream, send one body."""
+    async with aclosing(outcome.rest):
+        try:
+            async with asyncio.timeout_at(done.request.deadline):
+                result = await Completion.gather(_observed(outcome.chunks(), done))
+        except TimeoutError:
+            raise Timeout("the request did not finish within its deadline") from None
+    return web.Response(body=writer.body(result), content_type=JSON, headers=headers)
+
+
+async def _stream(
+    request: web.Request, outcome: Outcome, writer: Writer, headers: dict[str, str], done: Finished
+) -> web.StreamResponse:
+    """An SSE answer; a failure after the first byte ends it with an in-band error in the caller's format."""
+    response = sse.CoalescingResponse(headers={**sse.HEADERS, **headers})
+    await response.prepare(request)
+    try:
         async with aclosing(outcome.rest):
             try:
-                async with asyncio.timeout_at(chat.deadline):
+                async with asyncio.timeout_at(done.request.deadline):
                     # The stream's opening bytes leave with the first chunk: one send, not two.
                     done.note(outcome.first)
                     await response.write(writer.start() + writer.chunk(outcome.first))
@@ -280,25 +307,19 @@ async def _answer(request: web.Request, chat: ChatRequest) -> web.StreamResponse
             except TimeoutError:
                 done.status = "error"
                 await response.write(writer.error(Timeout("the request exceeded its deadline")))
-            except RouterError as exc:  # failed after the first byte: end the stream with an in-band error
+            except RouterError as exc:
                 done.status = "error"
                 await response.write(writer.error(exc))
+        await response.write_eof()  # the last queued bytes leave here: a client that left is seen here too
         return response
-    except (asyncio.CancelledError, ConnectionResetError):
-        done.status = "cancelled"
-        if stream_started:
-            # Cancelled while streaming: the client left (the write fails, harmlessly) or the drain timeout ran
-            # out on shutdown (router/server.py; the client gets a proper in-band error, not a cut stream).
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(0.5):
-                    await stream_started.write(writer.error(Overloaded("the server is shutting down")))
+    except asyncio.CancelledError:
+        # Cancelled while streaming: the client left (the write fails, harmlessly) or the drain timeout ran out on
+        # shutdown (router/server.py; the client gets a proper in-band error, not a cut stream).
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(0.5):
+                await response.write(writer.error(Overloaded("the server is shutting down")))
+                await response.write_eof()
         raise
-    finally:
-        app[IN_FLIGHT].discard(task)
-        access.release(ticket)
-        app[METRICS].in_flight.dec()
-        summary = accounting.finish(done)
-        log_request(_log_fields(done, summary, settings.server.log_prompts))
 
 
 async def _observed(chunks: AsyncIterator[Chunk], done: Finished) -> AsyncIterator[Chunk]:
@@ -323,12 +344,11 @@ def _timeout(request: web.Request, settings: Settings) -> float:
 
 
 def _admission_tokens(chat: ChatRequest) -> int:
-    prompt = estimate_tokens("\n".join(m.content for m in chat.messages))
-    return prompt + (chat.sampling.max_tokens or 256)
+    return chat.prompt_tokens + (chat.sampling.max_tokens or 256)
 
 
 def _log_fields(done: Finished, summary: dict[str, object], log_prompts: bool) -> dict[str, object]:
-    chat = done.request
+    chat, outcome = done.request, done.outcome
     fields: dict[str, object] = {
         "event": "request",
         "request_id": chat.request_id,
@@ -338,9 +358,9 @@ def _log_fields(done: Finished, summary: dict[str, object], log_prompts: bool) -
         "model": done.model,
         "tier": done.tier,
         "task": done.task,
-        "rule": done.headers.get("x-router-rule"),
-        "cache": done.headers.get("x-router-cache"),
-        "escalated": done.headers.get("x-router-escalated"),
+        "rule": outcome.decision.rule if outcome is not None else None,
+        "cache": outcome.cache.status if outcome is not None and outcome.cache is not None else None,
+        "escalated": outcome.escalated if outcome is not None else None,
         "status": done.status,
         "stream": chat.stream,
         **summary,

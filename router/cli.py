@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", help="YAML configuration file (default: the embedded local model)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8080)")
+    serve.add_argument("--workers", type=int, help="server processes sharing the port (default server.workers, 1)")
     sub.add_parser("bench", help="load-test an OpenAI-compatible endpoint (see `hybrid-router bench --help`)")
     route = sub.add_parser("route", help="print the routing decision for a prompt, without running any model")
     route.add_argument("prompt", nargs="?", help="the user prompt (or use --file)")
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         return _usage(args, settings)
     if args.command == "serve":
         server = settings.server.model_copy(
-            update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+            update={
+                k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers)) if v is not None
+            }
         )
         settings = settings.model_copy(update={"server": server})
         return serve_forever(settings)
@@ -206,6 +209,14 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def serve_forever(settings: Settings) -> int:
+    if settings.server.workers > 1:
+        from router.workers import serve_workers
+
+        return serve_workers(settings, _serve_one)
+    return _serve_one(settings)
+
+
+def _serve_one(settings: Settings) -> int:
     import uvloop
 
     logging.basicConfig(

@@ -8,18 +8,19 @@
       │            breakers (before the first byte only) → last resort: the local tier
       └─ advisor   local draft → frontier review → the approved draft or the frontier's correction
 
-`Pipeline.chat` returns an `Outcome` whose first chunk has already arrived: anything that fails before the first
-token becomes a proper HTTP error; after that the answer streams, and a failure ends it with an in-band error.
-An answer that streams to its end is stored in the cache afterwards (router/cache/store.py).
+`Pipeline.chat` returns an `Outcome` (router/outcome.py): the decision as served, what happened on the way
+(escalation, fallback, budget, advisor and cache events, as fields; the HTTP layer renders them to headers), and
+the answer, whose first chunk has already arrived: anything that fails before the first token becomes a proper
+HTTP error; after that the answer streams, and a failure ends it with an in-band error. An answer that streams to
+its end is stored in the cache afterwards (router/cache/store.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 
-from router.accounting.budgets import Reservation
 from router.accounting.service import Accounting, BudgetExhausted
 from router.cache import ResponseCache
 from router.config import Settings
@@ -28,34 +29,10 @@ from router.errors import InvalidRequest, PermissionDenied, RateLimited, RouterE
 from router.frontier import advisor, escalation
 from router.frontier.compression import compress
 from router.frontier.tier import FrontierTier
+from router.outcome import AdvisorReview, CacheStatus, Outcome, prepend, replayed
 from router.registry import ModelRegistry
 from router.routing.policy import Decision, RoutingPolicy
 from router.types import ChatRequest, Chunk, Completion, Message, SamplingParams, Usage
-
-
-@dataclass(slots=True)
-class Outcome:
-    model: str
-    decision: Decision
-    first: Chunk
-    rest: AsyncIterator[Chunk]
-    headers: dict[str, str] = field(default_factory=dict)
-    reservation: Reservation | None = None  # a frontier budget hold, settled when the answer ends
-    frontier_usage: Usage | None = None  # advisor: what the frontier review cost
-
-    def chunks(self) -> AsyncIterator[Chunk]:
-        return _prepend(self.first, self.rest)
-
-
-async def _replay(chunks: Iterable[Chunk]) -> AsyncIterator[Chunk]:
-    for chunk in chunks:
-        yield chunk
-
-
-def replayed(model: str, decision: Decision, completion: Completion, headers: dict[str, str]) -> Outcome:
-    """An Outcome for an answer already complete (buffered local answer, advisor verdict, cache hit)."""
-    chunks = completion.chunks()
-    return Outcome(model, decision, chunks[0], _replay(chunks[1:]), headers)
 
 
 class Pipeline:
@@ -81,18 +58,16 @@ class Pipeline:
         if self.cache is None:
             return await self._execute(request, decision)
         lookup = await self.cache.lookup(request, decision)
+        status = CacheStatus(lookup.status, lookup.similarity, lookup.entry.id if lookup.entry is not None else None)
         if lookup.entry is not None:
-            headers = {**decision.headers(), "x-router-model": lookup.entry.model, **lookup.headers()}
-            return replayed(lookup.entry.model, decision, lookup.completion(), headers)
+            model = lookup.entry.model
+            outcome = replayed(model, replace(decision, model=model), lookup.completion())
+            outcome.cache = status
+            return outcome
         outcome = await self._execute(request, decision)
-        # A fallback's, a spent budget's or an unreviewed draft's answer stands in for the decided one: serve it,
-        # never cache it under the decided tier's key.
-        h = outcome.headers
-        degraded = "x-router-fallback" in h or "x-router-budget" in h
-        degraded = degraded or h.get("x-router-advisor") in ("unreviewed", "budget-exhausted")
-        if lookup.store and not degraded:
+        if lookup.store and not outcome.degraded:  # a stand-in answer is never cached under the decided key
             outcome.rest = self.cache.recording(outcome.first, outcome.rest, lookup, outcome.model)
-        outcome.headers = {**outcome.headers, **lookup.headers()}
+        outcome.cache = status
         return outcome
 
     def _permitted(self, request: ChatRequest, decision: Decision) -> Decision:
@@ -105,7 +80,7 @@ class Pipeline:
 
     async def _execute(self, request: ChatRequest, decision: Decision) -> Outcome:
         if decision.tier == "frontier":
-            return await self._frontier(request, decision, decision.headers())
+            return await self._frontier(request, decision)
         if self._local_down(request, decision):
             # The local engine crashed and is restarting (or still loading): a routed request goes to the
             # frontier rather than failing; an explicit local request gets the 503 with Retry-After.
@@ -125,14 +100,13 @@ class Pipeline:
             )
         if request.sampling.top_logprobs:
             raise InvalidRequest("top_logprobs is not supported by local models", param="top_logprobs")
-        headers = decision.headers()
         may_escalate = self._may_escalate(decision)
         if may_escalate and request.stream and self.escalation.streaming == "prefix" and not _needs_whole(request):
-            return await self._local_prefix(request, decision, model, headers)
+            return await self._local_prefix(request, decision, model)
         if not may_escalate or (request.stream and self.escalation.streaming == "passthrough"):
             try:
                 engine = self.registry.get(model)
-                return await self._start(model, decision, engine.generate(request), headers)
+                return await self._start(model, decision, engine.generate(request))
             except RouterError as exc:
                 if may_escalate and self._escalates_on(exc):
                     return await self._escalate(request, decision, "error", None)
@@ -156,11 +130,9 @@ class Pipeline:
                 return await self._escalate(request, decision, "schema", answer)
         if not request.sampling.logprobs:
             answer.logprobs = answer.logprob_texts = None
-        return replayed(model, decision, answer, headers)
+        return replayed(model, decision, answer)
 
-    async def _local_prefix(
-        self, request: ChatRequest, decision: Decision, model: str, headers: dict[str, str]
-    ) -> Outcome:
+    async def _local_prefix(self, request: ChatRequest, decision: Decision, model: str) -> Outcome:
         """Stream a routed local answer after judging only its first tokens: low time to first token, and a
         shaky start is still replaced by the frontier before anything reaches the client."""
         try:
@@ -195,13 +167,14 @@ class Pipeline:
                 outcome = await self._escalate(request, decision, "confidence", None)
             except RouterError:
                 # The frontier is down too: the local answer we have started beats an error.
-                headers = {**headers, "x-router-escalated": "confidence", "x-router-fallback": "local"}
-                return Outcome(model, decision, *_resume(held, stream, judged), headers)
+                outcome = Outcome(model, decision, *_resume(held, stream, judged))
+                outcome.escalated, outcome.fallback = "confidence", "local"
+                return outcome
             await stream.aclose()  # type: ignore[attr-defined]
             return outcome
         if not held:
             held.append(Chunk(finish_reason="stop"))
-        return Outcome(model, decision, *_resume(held, stream, judged), headers)
+        return Outcome(model, decision, *_resume(held, stream, judged))
 
     def _local_down(self, request: ChatRequest, decision: Decision) -> bool:
         model = decision.model or self.policy.local_default
@@ -238,34 +211,37 @@ class Pipeline:
     async def _escalate(self, request: ChatRequest, decision: Decision, why: str, answer: Completion | None) -> Outcome:
         local_model = decision.model or self.policy.local_default
         escalated = replace(decision, tier="frontier", model=self.frontier.names[0])
-        headers = {**escalated.headers(), "x-router-escalated": why}
         try:
-            return await self._frontier(request, escalated, headers, allow_local=answer is None)
+            outcome = await self._frontier(request, escalated, allow_local=answer is None)
         except RouterError:
             if answer is None:
                 raise
             # The frontier is down too: the local answer we have beats an error.
             answer.logprobs = None
-            headers = {**decision.headers(), "x-router-escalated": why, "x-router-fallback": "local"}
-            return replayed(local_model, decision, answer, headers)
+            outcome = replayed(local_model, decision, answer)
+            outcome.fallback = "local"
+        outcome.escalated = why
+        return outcome
 
     # -- frontier tier -------------------------------------------------------------------------------------------
 
-    async def _frontier(
-        self, request: ChatRequest, decision: Decision, headers: dict[str, str], allow_local: bool = True
-    ) -> Outcome:
+    async def _frontier(self, request: ChatRequest, decision: Decision, allow_local: bool = True) -> Outcome:
         model = decision.model or self.frontier.names[0]
         request, compressed = await compress(request, self.settings.frontier.compression, self._summarise)
-        if compressed:
-            headers = {**headers, "x-router-compressed": f"{compressed[0]}->{compressed[1]} tokens"}
+        outcome = await self._frontier_call(request, decision, model, allow_local)
+        outcome.compressed = compressed or None
+        return outcome
+
+    async def _frontier_call(self, request: ChatRequest, decision: Decision, model: str, allow_local: bool) -> Outcome:
         try:
             reservation = await self.accounting.reserve(request, model) if self.accounting else None
         except BudgetExhausted as exc:
             if request.budget_exhausted != "local" or not allow_local or request.tools:
                 raise RateLimited(str(exc), code="budget_exhausted") from None
             local = replace(decision, tier="local", model=self.policy.local_default, reason="budget-exhausted")
-            headers = {**headers, **local.headers(), "x-router-budget": "exhausted"}
-            return await self._local_stream(request, local, headers)
+            outcome = await self._local_stream(request, local)
+            outcome.budget_exhausted = True
+            return outcome
         try:
             started = await self.frontier.stream(request, model)
         except RouterError as exc:
@@ -274,20 +250,18 @@ class Pipeline:
             if not (allow_local and exc.retryable and self.frontier.fallback_to_local(model)) or request.tools:
                 raise
             local = replace(decision, tier="local", model=self.policy.local_default)
-            headers = {**headers, **local.headers(), "x-router-fallback": "local"}
-            return await self._local_stream(request, local, headers)
+            outcome = await self._local_stream(request, local)
+            outcome.fallback = "local"
+            return outcome
         served = started.provider.name
-        headers = {**headers, "x-router-model": served}
-        if served != model:
-            headers["x-router-fallback"] = served
-        if started.attempts:
-            headers["x-router-attempts"] = str(len(started.attempts) + 1)
-        decision = replace(decision, model=served)
-        return Outcome(served, decision, started.first, started.rest, headers, reservation=reservation)
+        outcome = Outcome(served, replace(decision, model=served), started.first, started.rest, reservation=reservation)
+        outcome.fallback = served if served != model else None
+        outcome.attempts = len(started.attempts) + 1
+        return outcome
 
-    async def _local_stream(self, request: ChatRequest, decision: Decision, headers: dict[str, str]) -> Outcome:
+    async def _local_stream(self, request: ChatRequest, decision: Decision) -> Outcome:
         model = decision.model or self.policy.local_default
-        return await self._start(model, decision, self.registry.get(model).generate(request), headers)
+        return await self._start(model, decision, self.registry.get(model).generate(request))
 
     async def _summarise(self, text: str, max_tokens: int) -> str:
         from router.frontier.compression import SUMMARY_INSTRUCTIONS
@@ -313,39 +287,33 @@ class Pipeline:
             raise
         reviewer = self.settings.frontier.advisor.review_model or self.frontier.names[0]
         review_req = advisor.review_request(request, draft, self.settings.frontier.advisor, reviewer)
-        headers = decision.headers()
         reservation = None
         try:
             if self.accounting is not None:
                 reservation = await self.accounting.reserve(review_req, reviewer)
             started = await self.frontier.stream(review_req, reviewer)
-            review = await Completion.gather(_prepend(started.first, started.rest))
+            review = await Completion.gather(prepend(started.first, started.rest))
         except (RouterError, BudgetExhausted) as exc:
             if self.accounting is not None:
                 self.accounting.release(reservation)
-            verdict = "budget-exhausted" if isinstance(exc, BudgetExhausted) else "unreviewed"
-            headers.update({"x-router-advisor": verdict, "x-router-model": local_model})
-            return replayed(local_model, decision, draft, headers)
+            outcome = replayed(local_model, replace(decision, model=local_model), draft)
+            outcome.advisor = AdvisorReview("budget-exhausted" if isinstance(exc, BudgetExhausted) else "unreviewed")
+            return outcome
         result = advisor.verdict(request, draft, review)
         served = local_model if result.approved else started.provider.name
-        headers.update(
-            {
-                "x-router-model": served,
-                "x-router-advisor": "approved" if result.approved else "corrected",
-                "x-router-frontier-tokens": str(result.frontier_tokens),
-                "x-router-frontier-tokens-from-scratch": str(result.from_scratch_tokens),
-                "x-router-reviewer": started.provider.name,
-            }
+        outcome = replayed(served, replace(decision, model=served), result.answer)
+        outcome.advisor = AdvisorReview(
+            "approved" if result.approved else "corrected",
+            started.provider.name,
+            result.frontier_tokens,
+            result.from_scratch_tokens,
         )
-        outcome = replayed(served, replace(decision, model=served), result.answer, headers)
         outcome.reservation, outcome.frontier_usage = reservation, review.usage
         return outcome
 
     # -- shared --------------------------------------------------------------------------------------------------
 
-    async def _start(
-        self, model: str, decision: Decision, stream: AsyncIterator[Chunk], headers: dict[str, str]
-    ) -> Outcome:
+    async def _start(self, model: str, decision: Decision, stream: AsyncIterator[Chunk]) -> Outcome:
         """Wait for the first chunk, so failures before any byte is sent become proper HTTP errors."""
         try:
             first = await anext(stream)
@@ -354,13 +322,7 @@ class Pipeline:
         except BaseException:
             await stream.aclose()  # type: ignore[attr-defined]
             raise
-        return Outcome(model, decision, first, stream, headers)
-
-
-async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    yield first
-    async for chunk in rest:
-        yield chunk
+        return Outcome(model, decision, first, stream)
 
 
 def _needs_whole(request: ChatRequest) -> bool:

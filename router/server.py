@@ -25,8 +25,10 @@ class Server:
     async def start(self) -> None:
         """Listen, then wait until every model has loaded or failed (see `failures`). OSError if it cannot bind."""
         await self._runner.setup()
+        server = self.settings.server
+        # Several worker processes share one port (router/workers.py): the kernel balances connections over them.
         site = self._site = web.TCPSite(
-            self._runner, self.settings.server.host, self.settings.server.port, reuse_address=True
+            self._runner, server.host, server.port, reuse_address=True, reuse_port=server.workers > 1
         )
         try:
             await site.start()

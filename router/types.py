@@ -88,6 +88,26 @@ class ChatRequest:
     # stored in it (no-store clears this).
     cache_lookup: bool = True
     cache_store: bool = True
+    # Computed once per request, on first use (admission, budgets, accounting, the advisor all read them).
+    # init=False: `dataclasses.replace` (compression, sampling changes) starts a fresh copy without them.
+    _prompt_text: str | None = field(default=None, init=False, repr=False, compare=False)
+    _prompt_tokens: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def prompt_text(self) -> str:
+        """Every message's text, one per line: the one join of the prompt per request."""
+        if self._prompt_text is None:
+            self._prompt_text = "\n".join(m.content for m in self.messages)
+        return self._prompt_text
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The fast estimate of `prompt_text`'s tokens (router.fastpath.estimate_tokens), computed once."""
+        if self._prompt_tokens is None:
+            from router.fastpath import estimate_tokens
+
+            self._prompt_tokens = estimate_tokens(self.prompt_text)
+        return self._prompt_tokens
 
 
 @dataclass(slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from router.config import Settings
-from router.fastpath import estimate_tokens
 from router.types import ChatRequest
 
 
@@ -41,6 +40,6 @@ class Pricing:
 
     def worst_case(self, request: ChatRequest, model: str) -> tuple[float, int]:
         """(USD, tokens) a frontier request can cost at most, for budget reservations."""
-        prompt = int(estimate_tokens("\n".join(m.content for m in request.messages)) * self.reserve_factor) + 16
+        prompt = int(request.prompt_tokens * self.reserve_factor) + 16
         completion = request.sampling.max_tokens or self._max_tokens.get(model, 4096)
         return self.frontier_usd(model, prompt, completion), prompt + completion

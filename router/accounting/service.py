@@ -9,6 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from router.accounting.budgets import BudgetLimit, Budgets, Reservation
 from router.accounting.costs import Pricing
@@ -16,6 +17,7 @@ from router.accounting.ledger import Entry, Ledger
 from router.config import BudgetSettings, Settings
 from router.fastpath import estimate_tokens
 from router.observability import Metrics
+from router.outcome import Outcome
 from router.state.backend import BudgetStore
 from router.state.connect import budget_store
 from router.types import ChatRequest, Chunk, Usage
@@ -41,21 +43,29 @@ def ledger_path(settings: Settings) -> str | None:
 
 @dataclass(slots=True)
 class Finished:
-    """What the HTTP layer knows when a chat request ends."""
+    """What the HTTP layer knows when a chat request ends: the pipeline's outcome (None when it never got one:
+    refused, invalid, failed before any model answered) and what was sent."""
 
     request: ChatRequest
     endpoint: str
     status: str  # ok | error | cancelled
     started: float  # time.monotonic()
-    tier: str = "none"
-    model: str = ""
-    task: str = ""
+    outcome: Outcome | None = None
     usage: Usage | None = None
     parts: list[str] = field(default_factory=list)  # text sent so far: counts a cancelled stream; never stored
     ttft: float | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    reservation: Reservation | None = None
-    frontier_usage: Usage | None = None  # advisor: what the review cost
+
+    @property
+    def tier(self) -> str:
+        return self.outcome.decision.tier if self.outcome is not None else "none"
+
+    @property
+    def model(self) -> str:
+        return self.outcome.model if self.outcome is not None else ""
+
+    @property
+    def task(self) -> str:
+        return self.outcome.decision.task if self.outcome is not None else ""
 
     def note(self, chunk: Chunk) -> None:
         """Called for every chunk sent: first-token time, text so far, usage, completion."""
@@ -69,10 +79,47 @@ class Finished:
             self.status = "ok" if chunk.finish_reason not in ("error", "cancelled") else chunk.finish_reason
 
 
+@dataclass(slots=True)
+class Booked:
+    """What one finished request cost, and saved against the counterfactual."""
+
+    usage: Usage
+    latency: float
+    cost: float = 0.0  # frontier USD
+    local_cost: float = 0.0
+    frontier_tokens: int = 0
+    counterfactual: float = 0.0
+    saved: float = 0.0
+
+    def summary(self, ttft: float | None) -> dict[str, object]:
+        return {
+            "latency_ms": round(self.latency * 1000, 3),
+            "ttft_ms": None if ttft is None else round(ttft * 1000, 3),
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "cost_usd": self.cost,
+            "local_cost_usd": self.local_cost,
+            "saved_usd": self.saved,
+        }
+
+
+@dataclass(slots=True)
+class _Series:
+    requests: Any
+    duration: Any
+    ttft: Any
+    tokens_in: Any
+    tokens_out: Any
+    cost_frontier: Any
+    cost_local: Any
+    saved: Any
+
+
 class Accounting:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        self._series_cache: dict[tuple[str, ...], _Series] = {}
         self.pricing = Pricing(settings)
         limits: dict[tuple[str, ...], BudgetLimit] = {}
         for tenant in settings.tenants:
@@ -145,86 +192,106 @@ class Accounting:
 
     def finish(self, done: Finished) -> dict[str, object]:
         """Settle, price, count and record one finished request; returns the figures for its log line."""
-        request = done.request
-        latency = time.monotonic() - done.started
+        booked = self._book(done)
+        self._count(done, booked)
+        if self.ledger is not None:
+            self.ledger.record(self._entry(done, booked))
+        return booked.summary(done.ttft)
+
+    def _book(self, done: Finished) -> Booked:
+        outcome = done.outcome
         usage = done.usage
         if usage is None and done.ttft is not None:  # cancelled or failed mid-stream: count what was generated
-            prompt = estimate_tokens("\n".join(m.content for m in request.messages))
-            usage = Usage(prompt, estimate_tokens("".join(done.parts)))
+            usage = Usage(done.request.prompt_tokens, estimate_tokens("".join(done.parts)))
         elif usage is None:  # refused or failed before any model answered: nothing was served
             usage = Usage()
-        cost = local_cost = 0.0
-        frontier_tokens = 0
+        booked = Booked(usage, time.monotonic() - done.started)
+        review = outcome.advisor if outcome is not None else None
         if done.tier == "frontier":
-            cost = self.settle(done.reservation, done.model, usage)
-            frontier_tokens = usage.total_tokens
-        elif done.frontier_usage is not None:  # advisor review
-            reviewer = done.headers.get("x-router-reviewer", "")
-            cost = self.settle(done.reservation, reviewer, done.frontier_usage)
-            frontier_tokens = done.frontier_usage.total_tokens
-        elif done.reservation is not None:
-            self.release(done.reservation)
-        if done.tier in ("local", "advisor") and not done.headers.get("x-router-cache", "miss").startswith("hit"):
-            local_cost = self.pricing.local_usd(done.model, latency)
+            booked.cost = self.settle(outcome.reservation if outcome else None, done.model, usage)
+            booked.frontier_tokens = usage.total_tokens
+        elif outcome is not None and outcome.frontier_usage is not None:  # advisor review
+            reviewer = review.reviewer if review is not None else ""
+            booked.cost = self.settle(outcome.reservation, reviewer, outcome.frontier_usage)
+            booked.frontier_tokens = outcome.frontier_usage.total_tokens
+        elif outcome is not None and outcome.reservation is not None:
+            self.release(outcome.reservation)
+        cache_hit = outcome is not None and outcome.cache is not None and outcome.cache.hit
+        if done.tier in ("local", "advisor") and not cache_hit:
+            booked.local_cost = self.pricing.local_usd(done.model, booked.latency)
         # Savings only for answered requests, against what was really served; a refused, failed or cancelled
         # request books what it spent and saves nothing.
-        answered = done.status == "ok"
-        counterfactual = (
-            self.pricing.counterfactual_usd(usage.prompt_tokens, usage.completion_tokens) if answered else 0.0
-        )
-        saved = counterfactual - cost - local_cost if answered else 0.0
-        h = done.headers
-        m = self.metrics
-        m.requests.labels(done.endpoint, done.tier, done.task or "none", done.status).inc()
-        m.duration.labels(done.tier).observe(latency)
+        if done.status == "ok":
+            booked.counterfactual = self.pricing.counterfactual_usd(usage.prompt_tokens, usage.completion_tokens)
+            booked.saved = booked.counterfactual - booked.cost - booked.local_cost
+        return booked
+
+    def _count(self, done: Finished, booked: Booked) -> None:
+        c = self._series(done)
+        c.requests.inc()
+        c.duration.observe(booked.latency)
         if done.ttft is not None:
-            m.ttft.labels(done.tier).observe(done.ttft)
-        m.tokens.labels(done.tier, "input").inc(usage.prompt_tokens)
-        m.tokens.labels(done.tier, "output").inc(usage.completion_tokens)
-        if cost:
-            m.cost.labels("frontier", m.tenant(request.tenant)).inc(cost)
-        if local_cost:
-            m.cost.labels("local", m.tenant(request.tenant)).inc(local_cost)
-        if saved > 0:
-            m.saved.labels(m.tenant(request.tenant)).inc(saved)
-        if h.get("x-router-escalated"):
-            m.escalations.labels(h["x-router-escalated"]).inc()
-        summary: dict[str, object] = {
-            "latency_ms": round(latency * 1000, 3),
-            "ttft_ms": None if done.ttft is None else round(done.ttft * 1000, 3),
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "cost_usd": cost,
-            "local_cost_usd": local_cost,
-            "saved_usd": saved,
-        }
-        if self.ledger is not None:
-            self.ledger.record(
-                Entry(
-                    id=request.request_id,
-                    ts=time.time(),
-                    tenant=request.tenant,
-                    workflow=request.workflow or "",
-                    task=done.task,
-                    tier=done.tier,
-                    model=done.model,
-                    api=request.api,
-                    status=done.status,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    frontier_tokens=frontier_tokens,
-                    cache=h.get("x-router-cache", ""),
-                    escalated=h.get("x-router-escalated", ""),
-                    latency_ms=latency * 1000,
-                    ttft_ms=(done.ttft or 0.0) * 1000,
-                    cost_usd=cost,
-                    local_cost_usd=local_cost,
-                    counterfactual_usd=counterfactual,
-                    saved_usd=saved,
-                    advisor_frontier_tokens=int(h.get("x-router-frontier-tokens", 0)),
-                    advisor_from_scratch_tokens=int(h.get("x-router-frontier-tokens-from-scratch", 0)),
-                    route_score=float(h.get("x-router-score", -1.0)),
-                    route_rule=h.get("x-router-rule", ""),
-                )
+            c.ttft.observe(done.ttft)
+        c.tokens_in.inc(booked.usage.prompt_tokens)
+        c.tokens_out.inc(booked.usage.completion_tokens)
+        if booked.cost:
+            c.cost_frontier.inc(booked.cost)
+        if booked.local_cost:
+            c.cost_local.inc(booked.local_cost)
+        if booked.saved > 0:
+            c.saved.inc(booked.saved)
+        if done.outcome is not None and done.outcome.escalated:
+            self.metrics.escalations.labels(done.outcome.escalated).inc()
+
+    def _series(self, done: Finished) -> _Series:
+        """The metric series one request updates, looked up once per label combination (prometheus_client's
+        `labels()` hashes, locks and allocates on every call)."""
+        key = (done.endpoint, done.tier, done.task or "none", done.status, done.request.tenant)
+        series = self._series_cache.get(key)
+        if series is None:
+            m = self.metrics
+            tenant = m.tenant(done.request.tenant)
+            series = _Series(
+                m.requests.labels(key[0], key[1], key[2], key[3]),
+                m.duration.labels(key[1]),
+                m.ttft.labels(key[1]),
+                m.tokens.labels(key[1], "input"),
+                m.tokens.labels(key[1], "output"),
+                m.cost.labels("frontier", tenant),
+                m.cost.labels("local", tenant),
+                m.saved.labels(tenant),
             )
-        return summary
+            if len(self._series_cache) < 4096:  # bounded: tenants and tasks are few, but names come from config
+                self._series_cache[key] = series
+        return series
+
+    def _entry(self, done: Finished, booked: Booked) -> Entry:
+        request, outcome, usage = done.request, done.outcome, booked.usage
+        decision = outcome.decision if outcome is not None else None
+        review = outcome.advisor if outcome is not None else None
+        return Entry(
+            id=request.request_id,
+            ts=time.time(),
+            tenant=request.tenant,
+            workflow=request.workflow or "",
+            task=done.task,
+            tier=done.tier,
+            model=done.model,
+            api=request.api,
+            status=done.status,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            frontier_tokens=booked.frontier_tokens,
+            cache=outcome.cache.status if outcome is not None and outcome.cache is not None else "",
+            escalated=(outcome.escalated or "") if outcome is not None else "",
+            latency_ms=booked.latency * 1000,
+            ttft_ms=(done.ttft or 0.0) * 1000,
+            cost_usd=booked.cost,
+            local_cost_usd=booked.local_cost,
+            counterfactual_usd=booked.counterfactual,
+            saved_usd=booked.saved,
+            advisor_frontier_tokens=review.frontier_tokens if review is not None else 0,
+            advisor_from_scratch_tokens=review.from_scratch_tokens if review is not None else 0,
+            route_score=decision.score if decision is not None else -1.0,
+            route_rule=decision.rule if decision is not None else "",
+        )

@@ -41,6 +41,6 @@ class Verdict:
 def verdict(request: ChatRequest, draft: Completion, review: Completion) -> Verdict:
     approved = review.text.strip().rstrip(".").upper() == APPROVED
     answer = draft if approved else replace(review, usage=replace(review.usage))
-    prompt_tokens = estimate_tokens("\n".join(m.content for m in request.messages))
+    prompt_tokens = request.prompt_tokens
     from_scratch = prompt_tokens + estimate_tokens(answer.text)
     return Verdict(approved, answer, review.usage.total_tokens, from_scratch)
