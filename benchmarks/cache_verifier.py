@@ -61,7 +61,7 @@ def digest(name: str) -> str:
 
 def split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
-    cut = int(round(n * (1 - share)))
+    cut = round(n * (1 - share))
     return order[:cut], order[cut:]
 
 
