@@ -135,11 +135,22 @@ class ResponseCache:
         if self.verifier is None:
             return
         certified = self.verifier.threshold(s.error_bound, s.confidence)
-        self._verifier_threshold = NO_HITS if certified is None else certified
+        if certified is None:
+            # Its calibration split cannot certify this bound (the shipped one: bounds under about 20 %, because of
+            # the label noise of Quora pairs, benchmarks/RESULTS.md): cosine thresholds, as with verifier off.
+            log.warning(
+                "response cache: the pair verifier certifies no score for %.1f %% wrong hits at %.0f %%; "
+                "cosine thresholds only",
+                100 * s.error_bound,
+                100 * s.confidence,
+            )
+            self.verifier = None
+            return
+        self._verifier_threshold = certified
         log.info(
-            "response cache: pair verifier %s, score threshold %s certified for %.1f %% wrong hits at %.0f %%",
+            "response cache: pair verifier %s, score threshold %.4f certified for %.1f %% wrong hits at %.0f %%",
             self.verifier.digest[:12],
-            "none (no semantic hits until outcomes certify one)" if certified is None else f"{certified:.4f}",
+            certified,
             100 * s.error_bound,
             100 * s.confidence,
         )

@@ -16,7 +16,8 @@ Which score is enough is certified, not tuned: the model file carries the scores
 the strictest down, keeping each threshold whose one-sided Clopper-Pearson upper bound (thresholds.py) on the
 wrong rate among the calibration pairs it accepts is at most the bound, and stops at the first that fails (fixed
 sequence testing, as in Learn-then-Test: no split of the confidence is needed). Thresholds that accept too few
-pairs to certify even with none wrong are passed over (that depends on the scores, not on the labels). So the
+pairs for a test with power are passed over, not tested: those where even a wrong rate of half the bound would not
+certify (that depends on the count of accepted pairs, not on their labels, so the guarantee stands). So the
 *configured* bound is what is certified, for queries drawn like the calibration pairs (exchangeable with them);
 the cache's learned thresholds then keep adapting per tenant and per entry on top (store.py).
 
@@ -68,8 +69,8 @@ def certified_score(scores: np.ndarray, wrong: np.ndarray, error_bound: float, c
     for t in SCORE_GRID:
         accepted = scores >= t
         n = int(accepted.sum())
-        if binomial_cdf(0, n, error_bound) > alpha:
-            continue  # too few pairs to certify even with none wrong: not a test (labels unseen)
+        if binomial_cdf(int(error_bound * n / 2), n, error_bound) > alpha:
+            continue  # too few pairs for half the bound to certify: not a test (labels unseen)
         k = int(wrong[accepted].sum())
         if k > error_bound * n or binomial_cdf(k, n, error_bound) > alpha:
             break  # the first hypothesis not rejected ends the sequence
