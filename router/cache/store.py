@@ -2,7 +2,9 @@
 
     lookup   exact tier: fnv1a_64(canonical request) → entry, verified against the stored canonical bytes;
              semantic tier (safe requests only, see keys.py): embed the prompt, search the request's namespace
-             index, accept the best candidate at or above the threshold that passes the lexical guard (guard.py)
+             index, accept the best candidate at or above the threshold that passes the lexical guard (guard.py);
+             with the pair verifier (verifier.py) the guard's hard checks veto and the verifier's score, at the
+             threshold certified for error_bound, decides
     store    only an answer that streamed to its end (finish stop, length or tool_calls) and was fully consumed:
              never an error, never an interrupted or cancelled stream. The store runs in a task after the last
              chunk went out, so it never delays the answer.
@@ -489,7 +491,9 @@ class ResponseCache:
             ns = self._namespaces[entry.namespace_hash] = Namespace(entry.namespace_key)
         elif ns.key != entry.namespace_key:
             return  # hash collision between two namespaces: this entry serves exact matches only
-        entry.namespace, entry.label, entry.vector = ns, self._next_label, vector
+        entry.namespace, entry.label = ns, self._next_label
+        if self.verifier is not None:  # it scores the pair from both vectors; otherwise the index has it
+            entry.vector = vector
         self._next_label += 1
         ns.labels[entry.label] = entry
         self._index.add(ns, entry.label, vector)
