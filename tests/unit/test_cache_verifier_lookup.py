@@ -97,3 +97,20 @@ async def test_verifier_off_is_the_cosine_cache(embeddings) -> None:  # noqa: F8
     hit = await serve(cache, chat(PARAPHRASES[0][1]), "")
     assert hit.status == "hit-semantic" and "x-router-cache-score" not in hit.headers()
     await cache.aclose()
+
+
+async def test_learned_thresholds_work_on_the_verifier_score(embeddings) -> None:  # noqa: F811
+    """Feedback on a verifier hit is an observation at its score: a wrong one becomes the entry's floor (in score
+    space), so the same rewording stops hitting that entry, while its exact repeat still does."""
+    cache = await make(embeddings)
+    cached, query = PARAPHRASES[0]
+    await serve(cache, chat(cached, tenant="acme"), "Paris.")
+    hit = await serve(cache, chat(query, tenant="acme", request_id="r1"), "")
+    assert hit.status == "hit-semantic" and hit.score is not None and hit.score < 1.0
+    got = cache.feedback("acme", request_id="r1", entry_id=None, correct=False)
+    assert not got["dropped"] and got["similarity"] == round(hit.score, 4)
+    assert hit.entry.record is not None and hit.entry.record.floor == pytest.approx(hit.score)
+    again = await cache.lookup(chat(query, tenant="acme"), decide(chat(query, tenant="acme")))
+    assert not again.hit and again.probe is not None and again.probe[0] is hit.entry
+    assert (await cache.lookup(chat(cached, tenant="acme"), decide(chat(cached, tenant="acme")))).status == "hit-exact"
+    await cache.aclose()
