@@ -9,7 +9,9 @@ Sources and licences: benchmarks/DATA_CARD.md. Each comes from a public GitHub r
              corpus      this project's workloads/cache_corpus.jsonl as base/paraphrase, base/near-miss pairs
     report   qqp         Quora Question Pairs, test chunks    github.com/prannb/erogol  test/quora_test_*.tsv
              qqp_large   the same source, 8,000 pairs: more verified traffic for the learned-threshold run
-    (also)   paws_test, mrpc_test: rebuilt for reference, never used for tuning
+    verifier qqp_train   Quora Question Pairs, train chunks   github.com/prannb/erogol  train/quora_train_*.tsv
+                         (12,000 pairs, none sharing a question, by id or by text, with any test chunk pair)
+    (also)   paws_test, mrpc_test: never used for tuning; the verifier's second and third report sets
 
 Output: one JSON line per pair {"id", "a", "b", "label"} (label 1 = same request / paraphrase). `--sample N` keeps
 a seeded random sample of N pairs per set (the embedding model runs at about 80 sentences/s on 2 shared cores).
@@ -39,10 +41,11 @@ SETS = {
     "mqp": (CURAI, "mqp.csv", "csv", 1, 2, 3),
     "qqp": (QUORA, "test/quora_test_*.tsv", "tsv", 3, 4, 5),
     "qqp_large": (QUORA, "test/quora_test_*.tsv", "tsv", 3, 4, 5),  # more traffic for the learned run
+    "qqp_train": (QUORA, "train/quora_train_*.tsv", "tsv", 3, 4, 5),  # the verifier's (verifier_train.py)
     "corpus": ("", "", "", 0, 0, 0),  # this project's corpus (not public): a tuning set only, built in corpus_pairs
 }
 CORPUS = Path(__file__).resolve().parent / "workloads" / "cache_corpus.jsonl"
-SAMPLE = {"qqp_large": 8000}  # pairs kept instead of --sample
+SAMPLE = {"qqp_large": 8000, "qqp_train": 12000}  # pairs kept instead of --sample
 TUNING = ("paws_dev", "mrpc_train", "mqp", "corpus")
 REPORT = ("qqp",)
 
@@ -84,12 +87,43 @@ def corpus_pairs() -> list[dict]:
     return [{"id": i, "a": a, "b": b, "label": label} for i, (a, b, label) in enumerate(out)]
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def qqp_disjoint(repo: Path) -> list[tuple[str, str, int]]:
+    """QQP train-chunk pairs that share no question (by Quora's question id or by folded text) with any pair of
+    the test chunks, which the report sets (qqp, qqp_large) are drawn from."""
+    test_ids: set[str] = set()
+    test_texts: set[str] = set()
+    for path in _files(repo, SETS["qqp"][1]):
+        for line in _git(repo, "show", f"HEAD:{path}").splitlines():
+            cols = line.split("\t")
+            if len(cols) >= 6:
+                test_ids.update(cols[1:3])
+                test_texts.update((_norm(cols[3]), _norm(cols[4])))
+    out = []
+    for path in _files(repo, SETS["qqp_train"][1]):
+        for line in _git(repo, "show", f"HEAD:{path}").splitlines():
+            cols = line.split("\t")
+            if len(cols) < 6 or cols[5].strip() not in ("0", "1") or not cols[3].strip() or not cols[4].strip():
+                continue
+            if test_ids & set(cols[1:3]) or _norm(cols[3]) in test_texts or _norm(cols[4]) in test_texts:
+                continue
+            out.append((cols[3].strip(), cols[4].strip(), int(cols[5])))
+    return out
+
+
 def build(name: str, mirrors: Path, sample: int | None, seed: int = 15) -> list[dict]:
     if name == "corpus":
         return corpus_pairs()
     mirror, pattern, fmt, a, b, label = SETS[name]
     repo = mirrors / mirror
-    pairs = [p for path in _files(repo, pattern) for p in rows(_git(repo, "show", f"HEAD:{path}"), fmt, a, b, label)]
+    if name == "qqp_train":
+        pairs = qqp_disjoint(repo)
+    else:
+        files = _files(repo, pattern)
+        pairs = [p for path in files for p in rows(_git(repo, "show", f"HEAD:{path}"), fmt, a, b, label)]
     ids = list(range(len(pairs)))
     if sample is not None and sample < len(ids):
         ids = sorted(random.Random(seed).sample(ids, sample))

@@ -21,8 +21,15 @@ tuning = PAWS-Wiki dev, MRPC train, Medical Question Pairs, this project's corpu
    Reported for several bounds δ, with τ0 on the same second half for comparison.
 3. reference: a threshold sweep on the report set, guard on and off (for reading only: choosing from it would be
    tuning on the report set).
+4. verifier: the shipped pair verifier (router/cache/verifier.py, trained by benchmarks/cache_verifier.py on QQP
+   train chunks, PAWS dev, MRPC train and MQP) on report sets it never saw: QQP test chunks (qqp_large), PAWS test,
+   MRPC test. A pair hits when it passes the guard's hard checks, its cosine is at least the model's min_cosine
+   and its score reaches the threshold the model's calibration split certifies for the bound, exactly as the
+   cache decides (Verifier.threshold).
 
     python benchmarks/cache_data.py && python benchmarks/cache_quality.py [--bound 0.01] [--examples 10]
+    python benchmarks/cache_quality.py --only-verifier [--verifier-report qqp_large paws_test mrpc_test]
+                                       [--wrong-sample 50 --seed 15]   # wrong hits to check by hand
 """
 
 from __future__ import annotations
@@ -37,9 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cache_data import REPORT, TUNING
 from cache_pairs import Pairs, embedded
+from cache_verifier import pair_features
 
 from router.cache.guard import agree, anchors, why_not
 from router.cache.thresholds import GRID, Thresholds
+from router.cache.verifier import Verifier
 from router.config import CacheSettings
 
 QUESTION_TUNING = ("mqp", "corpus")  # the prompt-like tuning sets: τ0 must meet the bound on each
@@ -95,13 +104,46 @@ def learned(p: Pairs, guard: np.ndarray, bound: float, floor: float, seed: int =
     return served, tau, f"{used} outcomes: certified τ {tau:.2f}"
 
 
+def verifier_report(names: list[str], bounds: list[float], model: str | None, wrong_sample: int, seed: int) -> None:
+    verifier = Verifier.load(model)
+    print(f"\n4. pair verifier {verifier.digest[:12]} (min cosine {verifier.min_cosine}), on sets it never saw")
+    for name in names:
+        p = embedded(name)
+        right = p.label.astype(bool)
+        x, _, idx = pair_features(p, verifier.min_cosine)
+        scores = np.zeros(len(right))
+        scores[idx] = verifier.scores(x)
+        scored = np.zeros(len(right), dtype=bool)
+        scored[idx] = True
+        print(f"  {name}: {len(right)} pairs, {int(right.sum())} positive, {len(idx)} scored (hard checks, cosine)")
+        for bound in bounds:
+            t = verifier.threshold(bound, 0.95)
+            hit = scored & (scores >= t) if t is not None else np.zeros(len(right), dtype=bool)
+            label = f"{name} δ {bound:.0%} score ≥ {t:.4f}" if t is not None else f"{name} δ {bound:.0%} (none)"
+            print("  " + line(label, hit, right))
+            if wrong_sample and bound == bounds[0]:
+                wrong = np.flatnonzero(hit & ~right)
+                pick = np.random.default_rng(seed).permutation(wrong)[:wrong_sample]
+                for i in sorted(pick):
+                    print(f"    wrong {p.cosine[i]:.3f} {scores[i]:.4f} #{i}: {p.a[i]!r} / {p.b[i]!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bound", type=float, default=0.01, help="wrong-hit bound δ (the default error_bound)")
     parser.add_argument("--bounds", type=float, nargs="*", default=[0.01, 0.05, 0.10], help="δ for the learned run")
     parser.add_argument("--examples", type=int, default=0, help="print this many wrong hits of the report set")
     parser.add_argument("--report", nargs="*", default=list(REPORT), help="report sets (qqp_large: 8,000 pairs)")
+    parser.add_argument("--verifier-report", nargs="*", default=["qqp_large", "paws_test", "mrpc_test"])
+    parser.add_argument("--verifier-model", default=None, help="the verifier's .npz (default: the shipped one)")
+    parser.add_argument("--only-verifier", action="store_true", help="part 4 only")
+    parser.add_argument("--wrong-sample", type=int, default=0, help="print a seeded sample of this many wrong hits")
+    parser.add_argument("--seed", type=int, default=15)
     args = parser.parse_args()
+    bounds = sorted({args.bound, *args.bounds}, key=lambda b: (b != args.bound, b))
+    if args.only_verifier:
+        verifier_report(args.verifier_report, bounds, args.verifier_model, args.wrong_sample, args.seed)
+        return
     report = tuple(args.report)
     sets = {name: embedded(name) for name in (*TUNING, *report)}
     guards = {name: guarded(p) for name, p in sets.items()}
@@ -150,6 +192,7 @@ def main() -> None:
                 print(
                     f"    refused by the guard ({why_not(anchors(p.a[i]), anchors(p.b[i]))}): {p.a[i]!r} / {p.b[i]!r}"
                 )
+    verifier_report(args.verifier_report, bounds, args.verifier_model, args.wrong_sample, args.seed)
 
 
 if __name__ == "__main__":

@@ -431,6 +431,12 @@ class CacheSettings(_Strict):
     guard: bool = Field(
         True, description="Refuse semantic hits that change a number, negation, name, code or format (guard.py)."
     )
+    verifier: Literal["auto", "off"] = Field(
+        "auto",
+        description="Score semantic candidates with the learned pair verifier (verifier.py), its threshold certified "
+        "for error_bound; auto: when the model file loads. off: cosine thresholds only.",
+    )
+    verifier_model: str | None = Field(None, description="The verifier's .npz file; None: the shipped one.")
     learn: bool = Field(
         True, description="Learn thresholds from verified outcomes under error_bound (thresholds.py); off: static."
     )

@@ -327,14 +327,46 @@ def why_not(a: Anchors, b: Anchors) -> str:
     # passes). One name, or names in the same order, may take other words ("in Python" / "using Python").
     if _swapped(a, b):
         return "swap"
+    return "name-role" if _role_changed(a, b) else ""
+
+
+def _role_changed(a: Anchors, b: Anchors) -> bool:
+    """Two shared names in another order, one of them after another word than before."""
     shared = a.names & b.names
     if len(shared) < 2 or [n for n in a.name_order if n in shared] == [n for n in b.name_order if n in shared]:
-        return ""
+        return False
     for side, other in ((a, b), (b, a)):
         before: dict[str, set[str]] = {}
         for word, name in other.name_context:
             before.setdefault(name, set()).add(word)
         for word, name in side.name_context:
             if name in shared and name in before and word not in before[name]:
-                return "name-role"
-    return ""
+                return True
+    return False
+
+
+# With the pair verifier on (verifier.py), only these checks veto a semantic hit: what changes the answer for
+# certain (a number, a negation, a name, code, the output format, the language). The others are softer signs
+# (a tense, a time word, a listed opposite, a word swap) that the verifier weighs as features.
+HARD_CHECKS = ("numbers", "negation", "quoted", "code", "format", "language", "names", "name-role")
+SOFT_CHECKS = ("tense", "time", "opposite", "swap")
+
+
+def soft_failures(a: Anchors, b: Anchors) -> tuple[bool, bool, bool, bool]:
+    """The soft checks two prompts fail, each on its own, in SOFT_CHECKS order."""
+    return (a.tenses != b.tenses, a.times != b.times, _opposed(a.words, b.words), _swapped(a, b))
+
+
+def hard_agree(a: Anchors, b: Anchors) -> bool:
+    """Whether two prompts pass every hard check (HARD_CHECKS)."""
+    return (
+        a.numbers == b.numbers
+        and a.negations == b.negations
+        and a.quoted == b.quoted
+        and a.code == b.code
+        and a.formats == b.formats
+        and not (a.language and b.language and a.language != b.language)
+        and a.names <= b.words
+        and b.names <= a.words
+        and not _role_changed(a, b)
+    )

@@ -2,7 +2,9 @@
 
     lookup   exact tier: fnv1a_64(canonical request) → entry, verified against the stored canonical bytes;
              semantic tier (safe requests only, see keys.py): embed the prompt, search the request's namespace
-             index, accept the best candidate at or above the threshold that passes the lexical guard (guard.py)
+             index, accept the best candidate at or above the threshold that passes the lexical guard (guard.py);
+             with the pair verifier (verifier.py) the guard's hard checks veto and the verifier's score, at the
+             threshold certified for error_bound, decides
     store    only an answer that streamed to its end (finish stop, length or tool_calls) and was fully consumed:
              never an error, never an interrupted or cancelled stream. The store runs in a task after the last
              chunk went out, so it never delays the answer.
@@ -18,131 +20,44 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
-from router.cache import snapshot
+from router.cache import persist, snapshot
 from router.cache.embed import EmbeddingService
-from router.cache.guard import Anchors, agree, anchors
+from router.cache.entry import (
+    BYPASS,
+    PROBE,
+    STORABLE,
+    CacheStats,
+    Entry,
+    Lookup,
+    entry_from_record,
+    entry_tenant,
+    same_answer,
+)
+from router.cache.guard import Anchors, agree, anchors, hard_agree
 from router.cache.keys import Keys, cache_keys, embedding_text
 from router.cache.semantic import Namespace, SemanticIndex
-from router.cache.thresholds import EntryRecord, Thresholds
+from router.cache.thresholds import Thresholds
+from router.cache.verifier import Verifier, load_verifier
 from router.config import CacheSettings
 from router.errors import NotFound, RouterError
-from router.fastpath import fnv1a_64
 from router.routing.policy import Decision
-from router.types import ChatRequest, Chunk, Completion, ToolCall, Usage
+from router.types import ChatRequest, Chunk, Completion
+
+__all__ = ["BYPASS", "CacheStats", "Entry", "Lookup", "ResponseCache"]
+__all__ += ["entry_from_record", "entry_tenant", "same_answer"]  # moved to entry.py, still importable from here
 
 log = logging.getLogger(__name__)
 
-STORABLE = frozenset({"stop", "length", "tool_calls"})
-# Embedded once at start and kept in snapshots: a snapshot's vectors are only reused when today's model maps this
-# sentence to the same vector, whatever the model's file or name.
-PROBE = "hybrid-router cache compatibility probe: the quick brown fox jumps over the lazy dog."
-
-
-@dataclass(slots=True)
-class CacheStats:
-    """Counters for the metrics exporter (they only ever grow)."""
-
-    hits_exact: int = 0
-    hits_semantic: int = 0
-    misses: int = 0
-    bypasses: int = 0
-    stores: int = 0
-    not_stored: int = 0  # finished with an error/cancel, or too long
-    evictions: int = 0
-    expirations: int = 0
-    guard_rejections: int = 0  # semantic candidates above the threshold refused by the guard
-    threshold_rejections: int = 0  # candidates that passed the guard, refused by the (learned) threshold
-    explorations: int = 0  # would-be semantic hits answered fresh to check the cached answer (explore_rate)
-    verifications: int = 0  # fresh answers compared with a near candidate's: an observation each
-    verified_wrong: int = 0  # of those, the candidate's answer differed
-    feedback: int = 0  # outcomes reported through POST /v1/cache/feedback
-    snapshots: int = 0
-    snapshot_errors: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(slots=True, eq=False)
-class Entry:
-    key: bytes
-    hash: int
-    model: str
-    completion: Completion
-    created: float
-    expires: float
-    namespace_key: bytes | None = None  # set when the entry is matched semantically too
-    namespace_hash: int = 0
-    prompt: str = ""
-    namespace: Namespace | None = None  # once its vector is in the index
-    label: int = -1
-    alive: bool = True
-    record: EntryRecord | None = None  # what it learned from outcomes (thresholds.py), from the first one on
-    _anchors: Anchors | None = None
-
-    @property
-    def id(self) -> str:
-        """Stable for the entry's exact key (x-router-cache-entry; feedback by entry id)."""
-        return f"{self.hash:016x}"
-
-    @property
-    def anchors(self) -> Anchors:
-        if self._anchors is None:
-            self._anchors = anchors(self.prompt)
-        return self._anchors
-
-
-@dataclass(slots=True)
-class Lookup:
-    """What `lookup` found, and what `recording` needs to store the answer on a miss."""
-
-    status: str  # hit-exact | hit-semantic | miss | bypass
-    keys: Keys | None = None
-    store: bool = False
-    similarity: float | None = None
-    entry: Entry | None = None
-    vector: np.ndarray | None = field(default=None, repr=False)
-    tenant: str = ""
-    probe: tuple[Entry, float] | None = None  # a near candidate whose answer the fresh one is compared with
-
-    @property
-    def hit(self) -> bool:
-        return self.entry is not None
-
-    def completion(self) -> Completion:
-        """The cached answer (a copy: callers may annotate it)."""
-        assert self.entry is not None
-        c = self.entry.completion
-        return Completion(
-            c.text,
-            c.finish_reason,
-            Usage(c.usage.prompt_tokens, c.usage.completion_tokens),
-            None,
-            list(c.tool_calls) if c.tool_calls else None,
-        )
-
-    def headers(self) -> dict[str, str]:
-        headers = {"x-router-cache": self.status}
-        if self.similarity is not None:
-            headers["x-router-cache-similarity"] = f"{self.similarity:.4f}"
-        if self.entry is not None:
-            headers["x-router-cache-entry"] = self.entry.id
-        return headers
-
-
-BYPASS = Lookup("bypass")
+NO_HITS = 1.0 + 1e-9  # a threshold no score reaches
 
 
 class ResponseCache:
@@ -176,6 +91,8 @@ class ResponseCache:
         self._served: OrderedDict[tuple[str, str], tuple[Entry, float]] = OrderedDict()
         self._would_hit = 0  # would-be semantic hits so far: every (1/explore_rate)-th one is explored
         self.path = Path(settings.persist_dir) / snapshot.FILE_NAME if settings.persist_dir else None
+        self.verifier: Verifier | None = None  # the pair verifier (verifier.py), once start() loaded it
+        self._verifier_threshold = NO_HITS  # the verifier score certified for error_bound (NO_HITS: none)
         self.replicator: Any = None  # router.state.cache.CacheReplicator when replicas share a Redis
 
     @property
@@ -206,12 +123,39 @@ class ResponseCache:
                     log.warning("response cache: hnswlib is not installed, so exact matches only")
                 else:
                     self._probe = (await self._embeddings.embed([PROBE])).vectors[0]
+                    self._start_verifier(self._embeddings.dim)
             else:
                 log.warning("response cache: no embedding model, so exact matches only")
         if self.path is not None:
             await self.load()
         self._maintainer = asyncio.get_running_loop().create_task(self._maintain(), name="cache-maintenance")
         self.ready = True
+
+    def _start_verifier(self, dim: int) -> None:
+        s = self.settings
+        self.verifier = load_verifier(s.verifier, s.verifier_model, dim)
+        if self.verifier is None:
+            return
+        certified = self.verifier.threshold(s.error_bound, s.confidence)
+        if certified is None:
+            # Its calibration split cannot certify this bound (the shipped one: bounds under about 20 %, because of
+            # the label noise of Quora pairs, benchmarks/RESULTS.md): cosine thresholds, as with verifier off.
+            log.warning(
+                "response cache: the pair verifier certifies no score for %.1f %% wrong hits at %.0f %%; "
+                "cosine thresholds only",
+                100 * s.error_bound,
+                100 * s.confidence,
+            )
+            self.verifier = None
+            return
+        self._verifier_threshold = certified
+        log.info(
+            "response cache: pair verifier %s, score threshold %.4f certified for %.1f %% wrong hits at %.0f %%",
+            self.verifier.digest[:12],
+            certified,
+            100 * s.error_bound,
+            100 * s.confidence,
+        )
 
     async def aclose(self) -> None:
         if self._maintainer is not None:
@@ -296,43 +240,84 @@ class ResponseCache:
         if not candidates:
             return
         result.similarity = candidates[0][1]
-        threshold = self.threshold(decision)
-        learned = self.learned
-        if learned is not None:
-            threshold = learned.threshold(request.tenant, threshold)
-        # Candidates below the threshold but above observe_floor are still checked: on a miss, the fresh answer
+        threshold, floor = self._band(request.tenant, decision)
+        # Candidates below the threshold but above the probe floor are still checked: on a miss, the fresh answer
         # is compared with the nearest one's, which is how the thresholds learn to come down.
-        floor = min(threshold, self.settings.observe_floor) if learned is not None else threshold
+        probe_floor = min(threshold, self.settings.observe_floor) if self.learned is not None else NO_HITS
         mine: Anchors | None = None
         for label, similarity in candidates:
             if similarity < floor:
                 break
-            entry = ns.labels.get(label)
-            if entry is None or not entry.alive:
+            entry = self._live(ns, label, now)
+            if entry is None:
                 continue
-            if entry.expires <= now:
-                self._remove(entry, expired=True)
-                continue
-            if self.settings.guard:
+            if self.settings.guard or self.verifier is not None:
                 mine = mine or anchors(keys.prompt)
-                if not agree(mine, entry.anchors):
-                    if similarity >= threshold:
-                        self.stats.guard_rejections += 1
-                    continue
-            if learned is not None:
-                if not learned.allows(similarity, threshold, entry.record):
-                    self.stats.threshold_rejections += similarity >= threshold
-                    result.probe = result.probe or (entry, similarity)
-                    continue
-                if self._explore():
-                    self.stats.explorations += 1
-                    result.probe = (entry, similarity)
-                    return  # answered fresh, then compared: an observation above the threshold
+            score = self._score(result.vector, similarity, mine, entry, threshold)
+            if score is None:
+                continue
+            if score < threshold or (
+                self.learned is not None and not self.learned.allows(score, threshold, entry.record)
+            ):
+                if score >= threshold:
+                    self.stats.threshold_rejections += 1  # above the tenant's threshold, refused by the entry's
+                elif self.verifier is not None:
+                    self.stats.verifier_rejections += 1
+                if score >= probe_floor:
+                    result.probe = result.probe or (entry, score)
+                continue
+            if self.learned is not None and self._explore():
+                self.stats.explorations += 1
+                result.probe = (entry, score)
+                return  # answered fresh, then compared: an observation above the threshold
             self._entries.move_to_end(entry.hash)
             self.stats.hits_semantic += 1
             result.status, result.entry, result.similarity, result.store = "hit-semantic", entry, similarity, False
-            self._served_hit(request, entry, similarity)
+            result.score = score if self.verifier is not None else None
+            self._served_hit(request, entry, score)
             return
+
+    def _band(self, tenant: str, decision: Decision) -> tuple[float, float]:
+        """(the score a hit needs, the least cosine worth scoring). The score is the cosine itself, or with the
+        verifier its probability; the learned thresholds (thresholds.py) work on whichever it is."""
+        if self.verifier is None:
+            threshold = self.threshold(decision)
+            if self.learned is not None:
+                threshold = self.learned.threshold(tenant, threshold)
+            return threshold, min(threshold, self.settings.observe_floor) if self.learned is not None else threshold
+        threshold = self._verifier_threshold
+        if self.learned is not None:
+            threshold = self.learned.threshold(tenant, threshold)
+        t = self.settings.thresholds  # a rule's or task's own cosine threshold stays a floor under the verifier
+        return threshold, max(self.verifier.min_cosine, t.get(decision.rule) or t.get(decision.task) or 0.0)
+
+    def _live(self, ns: Namespace, label: int, now: float) -> Entry | None:
+        entry = ns.labels.get(label)
+        if entry is None or not entry.alive:
+            return None
+        if entry.expires <= now:
+            self._remove(entry, expired=True)
+            return None
+        return entry
+
+    def _score(
+        self, vector: np.ndarray, similarity: float, mine: Anchors | None, entry: Entry, threshold: float
+    ) -> float | None:
+        """The candidate's score, or None when the guard vetoes it. Without the verifier: the cosine, after the
+        whole guard. With it: the verifier's probability, after the guard's hard checks (always: the verifier
+        was fitted and calibrated only on pairs that pass them)."""
+        verifier = self.verifier
+        if verifier is None:
+            if mine is not None and not agree(mine, entry.anchors):
+                self.stats.guard_rejections += similarity >= threshold
+                return None
+            return similarity
+        assert mine is not None
+        if entry.vector is None or not hard_agree(mine, entry.anchors):
+            self.stats.guard_rejections += 1
+            return None
+        # Kept below 1: a score of 1 would read as an exact repeat to feedback and the entry floor.
+        return min(verifier.score(vector, entry.vector, mine, entry.anchors), 1.0 - 1e-9)
 
     def _explore(self) -> bool:
         """Every (1/explore_rate)-th would-be semantic hit, counted: deterministic, so tests and replays repeat."""
@@ -406,9 +391,8 @@ class ResponseCache:
         return {"entry_id": entry.id, "similarity": round(similarity, 4), "correct": correct, "dropped": dropped}
 
     def learned_threshold(self, tenant: str, decision: Decision) -> float:
-        """The threshold a lookup of this tenant uses now (static before any observation)."""
-        static = self.threshold(decision)
-        return static if self.learned is None else self.learned.threshold(tenant, static)
+        """The score threshold a lookup of this tenant uses now (static or the verifier's before any observation)."""
+        return self._band(tenant, decision)[0]
 
     def threshold(self, decision: Decision) -> float:
         t = self.settings.thresholds
@@ -508,6 +492,8 @@ class ResponseCache:
         elif ns.key != entry.namespace_key:
             return  # hash collision between two namespaces: this entry serves exact matches only
         entry.namespace, entry.label = ns, self._next_label
+        if self.verifier is not None:  # it scores the pair from both vectors; otherwise the index has it
+            entry.vector = vector
         self._next_label += 1
         ns.labels[entry.label] = entry
         self._index.add(ns, entry.label, vector)
@@ -544,154 +530,17 @@ class ResponseCache:
         """Counters plus current sizes, for the observability exporter."""
         return {**self.stats.as_dict(), "entries": len(self._entries), "namespaces": len(self._namespaces)}
 
-    # -- persistence ---------------------------------------------------------------------------------------------
+    # -- persistence (persist.py) --------------------------------------------------------------------------------
 
     async def save(self) -> int:
         """Write a snapshot now; returns the number of entries written."""
-        assert self.path is not None
-        self.sweep()
-        entries = list(self._by_age.values())
-        vectors: dict[int, np.ndarray] = {}  # id(entry) → its vector
-        if self._index is not None:
-            groups: dict[int, tuple[Namespace, list[Entry]]] = {}
-            for e in entries:
-                if e.namespace is not None and e.alive:
-                    groups.setdefault(id(e.namespace), (e.namespace, []))[1].append(e)
-            for ns, members in groups.values():
-                rows = await self._index.vectors(ns, [e.label for e in members])
-                vectors.update((id(e), row) for e, row in zip(members, rows, strict=True) if np.isfinite(row).all())
-        records, matrix = [], []
-        for e in entries:
-            row = vectors.get(id(e))
-            if row is not None:
-                matrix.append(row)
-            c = e.completion
-            records.append(
-                [
-                    e.key.decode(),
-                    e.model,
-                    c.text,
-                    c.finish_reason,
-                    c.usage.prompt_tokens,
-                    c.usage.completion_tokens,
-                    [[t.id, t.name, t.arguments] for t in c.tool_calls] if c.tool_calls else None,
-                    e.created,
-                    e.expires,
-                    e.namespace_key.decode() if e.namespace_key is not None else None,
-                    e.prompt,
-                    len(matrix) - 1 if row is not None else -1,
-                ]
-            )
-        dim = self._index.dim if self._index is not None else 0
-        meta = {
-            "dim": dim,
-            "probe": self._probe.tolist() if self._probe is not None else None,
-            "entries": records,
-        }
-        array = np.stack(matrix) if matrix else np.zeros((0, dim), dtype=np.float32)
-        await asyncio.to_thread(snapshot.write, self.path, meta, array)
-        self.stats.snapshots += 1
-        return len(records)
+        return await persist.save(self)
 
     async def load(self) -> int:
         """Load the snapshot (start-up only); returns the entries loaded. A bad file is logged and ignored."""
-        assert self.path is not None
-        if not self.path.exists():
-            return 0
-        try:
-            meta, vectors = await asyncio.to_thread(snapshot.read, self.path)
-            decoded = _decode(meta, vectors, self.clock())
-        except snapshot.SnapshotError as exc:
-            self.stats.snapshot_errors += 1
-            log.error("response cache: snapshot %s ignored: %s", self.path, exc)
-            return 0
-        semantic = self._index is not None and self._compatible(meta, vectors)
-        if self._index is not None and not semantic and len(vectors):
-            log.warning(
-                "response cache: snapshot %s was made with another embedding model; "
-                "its entries serve exact matches only",
-                self.path,
-            )
-        for entry, vector in decoded[-self.settings.max_entries :]:
-            self._insert(entry)
-            if semantic and vector is not None:
-                self._index_entry(entry, vector)
-            elif not semantic:
-                entry.namespace_key = None
-        log.info("response cache: %d entries loaded from %s", len(self._entries), self.path)
-        return len(self._entries)
-
-    def _compatible(self, meta: dict[str, Any], vectors: np.ndarray) -> bool:
-        probe = meta.get("probe")
-        if self._probe is None or not isinstance(probe, list) or len(probe) != len(self._probe):
-            return False
-        if vectors.size and vectors.shape[1] != len(self._probe):
-            return False
-        return float(np.dot(np.asarray(probe, dtype=np.float32), self._probe)) >= 0.9999
-
-
-_FOLD = re.compile(r"[\W_]+")
-
-
-def same_answer(cached: Completion, fresh: Completion) -> bool:
-    """Whether a fresh answer repeats the cached one (case, spacing and punctuation aside; the same tool calls).
-    Strict on purpose: a reworded but right answer counts as wrong, which only raises thresholds."""
-    calls = [[(c.name, c.arguments) for c in x.tool_calls or ()] for x in (cached, fresh)]  # ids are per call
-    if calls[0] != calls[1]:
-        return False
-    return _FOLD.sub(" ", cached.text).strip().casefold() == _FOLD.sub(" ", fresh.text).strip().casefold()
-
-
-def entry_tenant(entry: Entry) -> str:
-    """The tenant in the entry's exact key (keys.py: ["exact", [version, api, tenant, …], messages])."""
-    try:
-        return str(orjson.loads(entry.key)[1][2])
-    except (orjson.JSONDecodeError, IndexError, TypeError, KeyError):
-        return ""
+        return await persist.load(self)
 
 
 async def _iterate(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
     for chunk in chunks:
         yield chunk
-
-
-def entry_from_record(
-    key: str,
-    model: str,
-    text: str,
-    finish: Any,
-    p_tokens: int,
-    c_tokens: int,
-    calls: list[list[str]] | None,
-    created: float,
-    expires: float,
-    ns_key: str | None,
-    prompt: str,
-) -> Entry:
-    """An entry from its plain fields, as snapshots and the shared-cache stream carry them."""
-    key_bytes = key.encode()
-    ns_bytes = ns_key.encode() if ns_key is not None else None
-    tool_calls = [ToolCall(*c) for c in calls] if calls else None
-    completion = Completion(text, finish, Usage(int(p_tokens), int(c_tokens)), None, tool_calls)
-    namespace_hash = fnv1a_64(ns_bytes) if ns_bytes is not None else 0
-    hashes = fnv1a_64(key_bytes), namespace_hash
-    return Entry(key_bytes, hashes[0], model, completion, float(created), float(expires), ns_bytes, hashes[1], prompt)
-
-
-def _decode(meta: dict[str, Any], vectors: np.ndarray, now: float) -> list[tuple[Entry, np.ndarray | None]]:
-    out = []
-    try:
-        for rec in meta["entries"]:
-            (key, model, text, finish, p_tokens, c_tokens, calls, created, expires, ns_key, prompt, row) = rec
-            if expires <= now:
-                continue
-            entry = entry_from_record(
-                key, model, text, finish, p_tokens, c_tokens, calls, created, expires, ns_key, prompt
-            )
-            if not (isinstance(text, str) and isinstance(model, str) and isinstance(prompt, str)):
-                raise TypeError("entry fields of the wrong type")
-            out.append((entry, vectors[row] if row >= 0 else None))
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise snapshot.SnapshotError(f"bad entry: {exc}") from None
-    out.sort(key=lambda pair: pair[0].created)
-    return out
