@@ -141,6 +141,24 @@ def entry_tenant(entry: Entry) -> str:
         return ""
 
 
+def entry_record(entry: Entry) -> list[Any]:
+    """An entry's plain fields, in `entry_from_record`'s order (snapshots and the shared-cache stream)."""
+    c = entry.completion
+    return [
+        entry.key.decode(),
+        entry.model,
+        c.text,
+        c.finish_reason,
+        c.usage.prompt_tokens,
+        c.usage.completion_tokens,
+        [[t.id, t.name, t.arguments] for t in c.tool_calls] if c.tool_calls else None,
+        entry.created,
+        entry.expires,
+        entry.namespace_key.decode() if entry.namespace_key is not None else None,
+        entry.prompt,
+    ]
+
+
 def entry_from_record(
     key: str,
     model: str,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from router.cache import snapshot
-from router.cache.entry import Entry, entry_from_record
+from router.cache.entry import Entry, entry_from_record, entry_record
 from router.cache.semantic import Namespace
 
 if TYPE_CHECKING:
@@ -39,23 +39,7 @@ async def save(cache: ResponseCache) -> int:
         row = vectors.get(id(e))
         if row is not None:
             matrix.append(row)
-        c = e.completion
-        records.append(
-            [
-                e.key.decode(),
-                e.model,
-                c.text,
-                c.finish_reason,
-                c.usage.prompt_tokens,
-                c.usage.completion_tokens,
-                [[t.id, t.name, t.arguments] for t in c.tool_calls] if c.tool_calls else None,
-                e.created,
-                e.expires,
-                e.namespace_key.decode() if e.namespace_key is not None else None,
-                e.prompt,
-                len(matrix) - 1 if row is not None else -1,
-            ]
-        )
+        records.append([*entry_record(e), len(matrix) - 1 if row is not None else -1])
     dim = cache._index.dim if cache._index is not None else 0
     meta = {
         "dim": dim,

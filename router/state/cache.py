@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from router.cache.entry import entry_record
 from router.cache.store import Entry, ResponseCache, entry_from_record
 from router.state.health import StateHealth, StateUnavailable
 
@@ -30,20 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def encode(entry: Entry, vector: np.ndarray | None) -> dict[str, bytes]:
-    c = entry.completion
-    record = [
-        entry.key.decode(),
-        entry.model,
-        c.text,
-        c.finish_reason,
-        c.usage.prompt_tokens,
-        c.usage.completion_tokens,
-        [[t.id, t.name, t.arguments] for t in c.tool_calls] if c.tool_calls else None,
-        entry.created,
-        entry.expires,
-        entry.namespace_key.decode() if entry.namespace_key is not None else None,
-        entry.prompt,
-    ]
+    record = entry_record(entry)
     vec = b"" if vector is None else np.asarray(vector, dtype="<f4").tobytes()
     return {"rec": orjson.dumps(record), "vec": vec}
 
