@@ -16,7 +16,8 @@ Two applications (serve_config.yaml):
            (http://127.0.0.1:8000/engine/v1 on every node) and shares budgets, limits and the cache through one
            Redis (`state.url`), so N router replicas enforce one budget and share one cache.
 
-Exercised on a local Ray cluster by deploy/ray/smoke.sh (2 router replicas, one Redis); see docs/scale-out.md.
+Run on a local Ray cluster by tests/state/test_ray_serve.py (engine application + 2 router replicas, one Redis)
+and deploy/ray/smoke.sh; see docs/scale-out.md.
 """
 
 from __future__ import annotations

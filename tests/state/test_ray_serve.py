@@ -20,7 +20,7 @@ from tests.support.redis_server import RedisServer, free_port
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ray[serve]==2.60.*' to run the ray test")
 serve = pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'ray[serve]==2.60.*'")
 
-pytestmark = [pytest.mark.ray, pytest.mark.model]
+pytestmark = [pytest.mark.ray, pytest.mark.model, pytest.mark.slow]  # ~35 s on 2 vCPUs
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 400  # tokens per day for the tenant, across every replica
