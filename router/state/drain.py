@@ -52,6 +52,7 @@ class LedgerDrainer:
         self.batch, self.claim_idle_ms, self.lock_ttl_ms = batch, int(claim_idle_s * 1000), int(lock_ttl_s * 1000)
         self.written = self.delivered = 0
         self._prepared = False
+        self._skipped: list[bytes] = []  # ids with nothing to write (trimmed, unreadable): acknowledged with the batch
 
     async def _call(self, op: str, awaitable: Any) -> Any:
         return await self.health.call(op, awaitable)
@@ -96,8 +97,13 @@ class LedgerDrainer:
         rows: Batch = []
         for message_id, fields in messages:
             if not fields:  # trimmed away (MAXLEN) before it was drained: nothing left to write
+                self._skipped.append(message_id)
                 continue
-            rows.append((message_id.decode(), decode(fields[b"row"])))
+            try:
+                rows.append((message_id.decode(), decode(fields[b"row"])))
+            except (KeyError, TypeError, ValueError) as exc:  # never a poison row that stalls the drain
+                log.warning("ledger drain: row %s skipped: %s", message_id.decode(), exc)
+                self._skipped.append(message_id)
         self.delivered += len(rows)
         return rows
 
@@ -107,8 +113,10 @@ class LedgerDrainer:
         return new
 
     async def ack(self, rows: Batch) -> None:
-        if rows:
-            await self._call("drain_ack", self.client.xack(self.stream, GROUP, *(i for i, _ in rows)))
+        ids = [i for i, _ in rows] + self._skipped
+        if ids:
+            await self._call("drain_ack", self.client.xack(self.stream, GROUP, *ids))
+        self._skipped = []
 
     async def drain_once(self, block_ms: int = 1000) -> int:
         """One batch: read, commit, then acknowledge. Returns the rows read."""
