@@ -164,6 +164,22 @@ async def usage_requests(session: aiohttp.ClientSession, url: str, key: str) -> 
     return int(body["totals"].get("requests", 0)) if r.status == 200 else -r.status
 
 
+def record_cost_s(n: int = 100_000) -> float:
+    """What the ledger costs the request path itself: SharedLedger.record (a bounded in-memory append; the Redis
+    append runs in a background task), per call, measured in this process."""
+    from router.accounting.ledger import Entry
+    from router.state.ledger import SharedLedger
+
+    ledger = SharedLedger(None, None, StateHealth("redis://x", 1.0), prefix="b:", maxlen=1000, buffer=n,
+                          retention_days=1)  # fmt: skip
+    entry = Entry(id="r", ts=time.time(), tenant="t", workflow="", task="chat", tier="frontier", model="m",
+                  api="openai", status="ok")  # fmt: skip
+    started = time.perf_counter()
+    for _ in range(n):
+        ledger.record(entry)
+    return (time.perf_counter() - started) / n
+
+
 def sql_count(path: Path) -> int:
     import sqlite3
 
@@ -369,6 +385,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             }
 
             # -- the ledger: shared totals, the drain, the hop ----------------------------------------------------
+            # The ledger-off peer has served only the warm-up so far: bring it to the same load history as
+            # replicas[0] first (the redis-hop phase's figures show how much a less-warm process costs).
+            await load([no_ledger])
+            await load([no_ledger])
+            for i in range(100):
+                await ask(session, replicas[0] if i % 2 else no_ledger, keys["bulk"], f"warm ledger {i}")
             before_append = await state_buckets(session, replicas[0], "ledger_append")
             lat = {"ledger": [], "none": []}
             for i in range(args.latency_requests * 2):
@@ -378,6 +400,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                 )
                 lat[which].append(elapsed)
             append_p50, appends = bucket_p50(before_append, await state_buckets(session, replicas[0], "ledger_append"))
+            # A/A control: two replicas with the same config, alternated the same way: the spread between two
+            # processes that differ in nothing, against which the ledger A/B must be read.
+            same: dict[str, list[float]] = {"a": [], "b": []}
+            for i in range(args.latency_requests * 2):
+                which = "a" if i % 2 == 0 else "b"
+                _, _, elapsed = await ask(session, replicas[0] if which == "a" else replicas[1], keys["bulk"], str(i))
+                same[which].append(elapsed)
             served = sum([await requests_counted(session, url) for url in replicas])
             seen_by = []
             for url in replicas:
@@ -393,6 +422,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             drain_s = time.perf_counter() - started
             rows = sql_count(drained)
             p50_l, p50_n = statistics.median(lat["ledger"]), statistics.median(lat["none"])
+            aa_diff = statistics.median(same["a"]) - statistics.median(same["b"])
             out["ledger"] = {
                 "requests_served_by_3_replicas": served,
                 "usage_requests_seen_by_each_replica": seen_by,
@@ -404,8 +434,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                 "p50_ms_ledger_on": round(p50_l * 1000, 3),
                 "p50_ms_ledger_off": round(p50_n * 1000, 3),
                 "added_p50_ms": round((p50_l - p50_n) * 1000, 3),
+                "a_a_control_p50_diff_ms": round((aa_diff) * 1e3, 3),
                 "append_script_p50_ms_in_router": round((append_p50 or 0.0) * 1000, 3),
                 "append_calls": appends,
+                "record_call_us": round(record_cost_s() * 1e6, 3),
                 "requests_each": args.latency_requests,
             }
         return out
