@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -211,3 +213,32 @@ def test_redis_stalled_requests_answered_rows_buffered_then_delivered(redis_serv
                 pytest.fail(f"the buffered rows did not arrive: {totals}")
             time.sleep(0.2)
         assert metric(server.base_url, "router_ledger_buffered") == 0
+
+
+def test_ledger_drain_cli_drains_once_and_respects_the_lock(redis_server: RedisServer, tmp_path) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    config = tmp_path / "drain.yaml"
+    config.write_text(f'state: {{url: "{redis_server.url}", key_prefix: "{prefix}"}}\n')
+    sql = tmp_path / "cli.sqlite3"
+
+    async def append() -> None:
+        url = redis_server.url
+        ledger = SharedLedger(aioredis.from_url(url), redis.Redis.from_url(url), StateHealth(url, 2.0),
+                              prefix=prefix, maxlen=10_000, buffer=100, retention_days=1)  # fmt: skip
+        await ledger.astart()
+        for i in range(5):
+            ledger.record(entry(i))
+        await ledger.push()
+        await ledger.aclose()
+
+    asyncio.run(append())
+    cli = [sys.executable, "-m", "router.cli", "ledger-drain", "--once", "--config", str(config), "--ledger", str(sql)]
+    lock = redis.Redis.from_url(redis_server.url)
+    lock.set(f"{prefix}ledger:drainer", "someone-else", px=60_000)
+    held = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert held.returncode == 1 and "another drainer holds the lock" in held.stderr
+    lock.delete(f"{prefix}ledger:drainer")
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "5 rows written" in done.stderr
+    assert sorted(r[0] for r in sql_rows(sql)) == [f"r{i}" for i in range(5)]
