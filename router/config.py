@@ -492,6 +492,15 @@ class StateSettings(_Strict):
     limits_on_error: Literal["local", "closed"] = Field(
         "local", description="Redis down: local = each replica enforces rate limits alone; closed = 503."
     )
+    ledger_maxlen: int = Field(
+        200_000, ge=1000, description="Rows the shared ledger stream keeps (~); the drainer must stay within that."
+    )
+    ledger_buffer: int = Field(
+        10_000, ge=0, description="Redis down: ledger rows held in memory up to this, then dropped (counted)."
+    )
+    ledger_drain: bool = Field(
+        False, description="This replica also drains the shared ledger into accounting.ledger_path (lock: one)."
+    )
 
     @field_validator("url")
     @classmethod

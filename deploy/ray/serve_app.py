@@ -16,14 +16,19 @@ Two applications (serve_config.yaml):
            (http://127.0.0.1:8000/engine/v1 on every node) and shares budgets, limits and the cache through one
            Redis (`state.url`), so N router replicas enforce one budget and share one cache.
 
-Exercised on a local Ray cluster by deploy/ray/smoke.sh (2 router replicas, one Redis); see docs/scale-out.md.
+Run on a local Ray cluster by tests/state/test_ray_serve.py (engine application + 2 router replicas, one Redis)
+and deploy/ray/smoke.sh; see docs/scale-out.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +38,19 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
+
+
+def _die_with_parent() -> None:
+    """Linux: the router process gets SIGTERM when its replica's worker dies (Serve kills replicas hard)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _replica_id() -> str:
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # outside a replica (a unit test of the class)
+        return f"pid-{os.getpid()}"
 
 
 def _free_port() -> int:
@@ -51,6 +69,7 @@ class RouterServer:
         self.proc: asyncio.subprocess.Process | None = None
         self.session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
+        self.replica = _replica_id()
 
     async def _ensure(self) -> aiohttp.ClientSession:
         # A separate process, not the replica's own loop: the router runs uvloop, its engine worker processes and
@@ -58,8 +77,8 @@ class RouterServer:
         async with self._lock:
             if self.proc is None or self.proc.returncode is not None:
                 self.proc = await asyncio.create_subprocess_exec(
-                    "hybrid-router", "serve", "--config", self.config_path, "--host", "127.0.0.1",
-                    "--port", str(self.port),
+                    sys.executable, "-m", "router.cli", "serve", "--config", self.config_path, "--host", "127.0.0.1",
+                    "--port", str(self.port), preexec_fn=_die_with_parent,
                 )  # fmt: skip
                 self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
                 await self._wait_healthy()
@@ -90,6 +109,7 @@ class RouterServer:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         upstream = await session.request(request.method, url, data=await request.body(), headers=headers)
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
+        out_headers["x-serve-replica"] = self.replica  # which replica answered (tests, debugging balance)
         if upstream.headers.get("content-type", "").startswith("text/event-stream"):
 
             async def relay() -> AsyncIterator[bytes]:

@@ -2,14 +2,15 @@
 # A local Ray cluster on this machine running deploy/ray/serve_app.py with 2 router replicas that share one Redis,
 # against the mock upstream: chat, streaming, an error body, a cache hit across replicas, budget spend in Redis.
 #
-#   RAY_VENV=/path/to/venv-with-ray[serve] bash deploy/ray/smoke.sh
+#   [RAY_VENV=/path/to/venv-with-ray[serve]] bash deploy/ray/smoke.sh
 #
-# RAY_VENV: a venv with `ray[serve]==2.60.*` (kept apart from the project's venv; the replicas start the router
-# from the project's .venv). Needs ports 8000, 6379-range free; takes about a minute.
+# RAY_VENV: a venv with `ray[serve]==2.60.*` (default: the project's .venv, with `pip install "ray[serve]==2.60.*"`;
+# the replicas start the router from the project's .venv). Needs port 8000 free; takes about a minute.
+# The pytest version of this (engine + router applications): tests/state/test_ray_serve.py.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY="$ROOT/.venv/bin/python"
-RAY_VENV=${RAY_VENV:?set RAY_VENV to a venv with ray[serve] installed}
+RAY_VENV=${RAY_VENV:-$ROOT/.venv}
 export PATH="$RAY_VENV/bin:$PATH"
 TMP=$(mktemp -d)
 read -r RS REDIS_PORT MOCK_PORT < <("$PY" -c "

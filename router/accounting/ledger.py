@@ -49,6 +49,7 @@ class Entry:
 COLUMNS = [f.name for f in fields(Entry)]
 _TYPES = {"int": "INTEGER", "float": "REAL", "str": "TEXT"}  # annotations are strings (future annotations)
 _SCHEMA = f"CREATE TABLE IF NOT EXISTS requests ({', '.join(f'{f.name} {_TYPES[str(f.type)]}' for f in fields(Entry))})"
+_DRAINED = "CREATE TABLE IF NOT EXISTS drained (stream_id TEXT PRIMARY KEY, ms INTEGER)"  # shared-stream ids written
 _STOP = object()
 _DAY = 86400.0
 
@@ -70,14 +71,21 @@ class Ledger:
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    def start(self) -> None:
+    def prepare(self) -> sqlite3.Connection:
+        """The schema (new columns added to an older file), and rows past retention deleted."""
         conn = self._connect()
         conn.execute(_SCHEMA)
         _add_new_columns(conn)
         conn.execute("CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts)")
         conn.execute("CREATE INDEX IF NOT EXISTS requests_tenant_ts ON requests(tenant, ts)")
+        conn.execute(_DRAINED)
         conn.execute("DELETE FROM requests WHERE ts < ?", (time.time() - self.retention_s,))
+        conn.execute("DELETE FROM drained WHERE ms < ?", (int((time.time() - self.retention_s) * 1000),))
         conn.commit()
+        return conn
+
+    def start(self) -> None:
+        conn = self.prepare()
         self._thread = threading.Thread(target=self._write_loop, args=(conn,), name="ledger-writer", daemon=True)
         self._thread.start()
 
@@ -131,6 +139,27 @@ class Ledger:
             if stop:
                 conn.close()
                 return
+
+    def insert_drained(self, rows: list[tuple[str, Entry]]) -> int:
+        """Rows from the shared ledger stream (router.state.drain), committed before the drainer acknowledges them.
+        Each row's stream id is recorded in the same transaction, so a batch delivered again after a drainer
+        crashed between commit and acknowledge is not counted twice. Returns how many rows were new."""
+        insert = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        conn = self._connect()
+        try:
+            with conn:
+                new = [
+                    astuple(entry)
+                    for stream_id, entry in rows
+                    if conn.execute(
+                        "INSERT OR IGNORE INTO drained (stream_id, ms) VALUES (?, ?)",
+                        (stream_id, int(stream_id.partition("-")[0])),
+                    ).rowcount
+                ]
+                conn.executemany(insert, new)
+            return len(new)
+        finally:
+            conn.close()
 
     # -- reading -------------------------------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from router.fastpath import estimate_tokens
 from router.observability import Metrics
 from router.outcome import Outcome
 from router.state.backend import BudgetStore
-from router.state.connect import budget_store
+from router.state.connect import budget_store, shared_ledger
+from router.state.ledger import SharedLedger
 from router.types import ChatRequest, Chunk, Usage
 
 
@@ -131,11 +132,17 @@ class Accounting:
         self.store: BudgetStore = budget_store(settings.state, self.budgets, limits, metrics.registry)
         self.shared = settings.state.url != "memory"
         path = ledger_path(settings)
-        self.ledger = Ledger(path, settings.accounting.retention_days) if path else None
+        self.ledger: Ledger | SharedLedger | None = None  # shared: every replica's rows, through Redis
+        if path and self.shared:
+            self.ledger = shared_ledger(settings.state, path, settings.accounting.retention_days, metrics.registry)
+        elif path:
+            self.ledger = Ledger(path, settings.accounting.retention_days)
 
     async def start(self) -> None:
         self.store.start()
-        if self.ledger is None:
+        if isinstance(self.ledger, SharedLedger):
+            await self.ledger.astart()
+        if not isinstance(self.ledger, Ledger):
             return
         await asyncio.to_thread(self.ledger.start)
         # Budgets start from what the ledger says was already spent this day and month.
@@ -160,7 +167,9 @@ class Accounting:
 
     async def aclose(self) -> None:
         await self.store.aclose()
-        if self.ledger is not None:
+        if isinstance(self.ledger, SharedLedger):
+            await self.ledger.aclose()
+        elif self.ledger is not None:
             await asyncio.to_thread(self.ledger.close)
 
     # -- budgets -------------------------------------------------------------------------------------------------

@@ -89,3 +89,47 @@ def bucket_factory(settings: StateSettings, registry: CollectorRegistry | None) 
         return SharedBucket(client, health, key, rate, capacity, closed=closed)
 
     return make, client
+
+
+def sync_redis_client(settings: StateSettings) -> Any:  # redis.Redis: reads done in worker threads
+    import redis
+
+    return redis.Redis.from_url(
+        settings.url, socket_timeout=settings.timeout_s * 4, socket_connect_timeout=settings.timeout_s
+    )
+
+
+def ledger_drainer(
+    settings: StateSettings, path: str, retention_days: float, registry: CollectorRegistry | None
+) -> Any:
+    """A LedgerDrainer writing the shared ledger stream into the SQLite file at `path`."""
+    import redis.asyncio as aioredis
+
+    from router.accounting.ledger import Ledger
+    from router.state.drain import LedgerDrainer
+    from router.state.health import StateHealth
+
+    # XREADGROUP blocks up to 1 s: a read timeout above that.
+    # A background job: looser bounds than the request path's.
+    client = aioredis.from_url(settings.url, socket_timeout=5.0, socket_connect_timeout=2.0)
+    health = StateHealth(settings.url, 2.0, registry)
+    return LedgerDrainer(client, health, Ledger(path, retention_days), prefix=settings.key_prefix)
+
+
+def shared_ledger(settings: StateSettings, path: str | None, retention_days: float, registry: CollectorRegistry) -> Any:
+    """The SharedLedger of a replica (with the drain role when state.ledger_drain and a ledger path are set)."""
+    from router.state.health import StateHealth
+    from router.state.ledger import SharedLedger
+
+    drainer = ledger_drainer(settings, path, retention_days, registry) if settings.ledger_drain and path else None
+    return SharedLedger(
+        redis_client(settings),
+        sync_redis_client(settings),
+        StateHealth(settings.url, settings.timeout_s, registry),
+        prefix=settings.key_prefix,
+        maxlen=settings.ledger_maxlen,
+        buffer=settings.ledger_buffer,
+        retention_days=retention_days,
+        registry=registry,
+        drainer=drainer,
+    )

@@ -708,6 +708,25 @@ def test_chart_lints_and_renders(case: str, tmp_path: Path) -> None:
         assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
+def test_chart_shared_state_brings_one_ledger_drainer(tmp_path: Path) -> None:
+    """With a redis:// state.url: a StatefulSet of one runs `hybrid-router ledger-drain` on its own volume, and
+    the router's Service never selects its pods; without one, no drainer."""
+    helm = _Helm()
+    assert not [d for d in helm.render({}, tmp_path) if d["kind"] == "StatefulSet"]
+    docs = helm.render(_values("redis-values.yaml"), tmp_path)
+    drainer = _one(docs, "StatefulSet")
+    assert drainer["spec"]["replicas"] == 1
+    container = drainer["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["hybrid-router", "ledger-drain"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/var/lib/hybrid-router"] == drainer["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    service = _one(docs, "Service")["spec"]["selector"]
+    assert not service.items() <= drainer["spec"]["template"]["metadata"]["labels"].items()
+    config = tmp_path / "drainer.yaml"
+    config.write_text(_one(docs, "ConfigMap")["data"]["router.yaml"])
+    assert load_settings(config, environ={}).state.url.startswith("redis://")
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
