@@ -26,7 +26,7 @@ from router.config import Settings
 from router.engines.base import Engine
 from router.errors import InvalidRequest, PermissionDenied, RateLimited, RouterError, Timeout
 from router.frontier import advisor, escalation
-from router.frontier.compression import compress
+from router.frontier.compression import Compressor
 from router.frontier.tier import FrontierTier
 from router.registry import ModelRegistry
 from router.routing.policy import Decision, RoutingPolicy
@@ -75,6 +75,8 @@ class Pipeline:
         self.escalation = settings.frontier.escalation
         self.cache = cache
         self.accounting = accounting
+        metrics = accounting.metrics.registry if accounting is not None else None
+        self.compressor = Compressor.build(settings, policy.local_default, self._summarise, metrics)
 
     async def chat(self, request: ChatRequest) -> Outcome:
         decision = self._permitted(request, self.policy.decide(request))
@@ -255,9 +257,9 @@ class Pipeline:
         self, request: ChatRequest, decision: Decision, headers: dict[str, str], allow_local: bool = True
     ) -> Outcome:
         model = decision.model or self.frontier.names[0]
-        request, compressed = await compress(request, self.settings.frontier.compression, self._summarise)
+        request, compressed = await self.compressor.compress(request)
         if compressed:
-            headers = {**headers, "x-router-compressed": f"{compressed[0]}->{compressed[1]} tokens"}
+            headers = {**headers, **compressed.headers()}
         try:
             reservation = await self.accounting.reserve(request, model) if self.accounting else None
         except BudgetExhausted as exc:
