@@ -174,3 +174,21 @@ def test_disabled_compression_sends_the_document_whole(fake, tmp_path) -> None:
         )
         assert "x-router-compressed" not in raw.headers
         assert fake.requests[-1].body["messages"][-1]["content"][0]["text"] == doc + QUESTION
+
+
+def test_summary_strategy_puts_the_local_models_summary_in_the_gaps(fake, tmp_path) -> None:
+    cfg = (
+        "{budget_tokens: 600, min_tokens: 300, chunk_tokens: 80, strategy: extractive+summary, summary_max_tokens: 24}"
+    )
+    doc = document()
+    with start(fake, tmp_path, cfg) as server:
+        wait_ready(server.base_url)
+        fake.reset()
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0, timeout=120)
+        raw = client.chat.completions.with_raw_response.create(
+            model="claude", max_tokens=20, messages=[{"role": "user", "content": doc + QUESTION}]
+        )
+        assert raw.headers["x-router-compression"].startswith("extractive+summary; ")
+        text = fake.requests[-1].body["messages"][-1]["content"][0]["text"]
+        assert "tokens omitted; in short: " in text and ANSWER in text and CODE in text
+        assert text.endswith("\n\n" + QUESTION)
