@@ -21,6 +21,7 @@ The answer says what was done: `x-router-compressed: BEFORE->AFTER tokens` and `
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import time
@@ -33,7 +34,7 @@ import numpy as np
 from router.config import CompressionSettings, Settings
 from router.errors import RouterError
 from router.frontier.compress_split import Chunk, chunk
-from router.frontier.compress_tokens import TokenCounter, counter_for
+from router.frontier.compress_tokens import EstimateCounter, TokenCounter, counter_for
 from router.types import ChatRequest, Message
 
 SUMMARY_INSTRUCTIONS = (
@@ -43,6 +44,8 @@ SUMMARY_INSTRUCTIONS = (
 PER_MESSAGE = 4  # chat-template tokens around each message (SmolLM2's: <|im_start|>role\n … <|im_end|>\n)
 MARKER_TOKENS = 12  # what one "[… N tokens omitted …]" costs, charged per kept chunk (each may open a gap)
 SUMMARY_INPUT_TOKENS = 1200  # a summarised run is read up to here: the local model's window is small
+
+log = logging.getLogger(__name__)
 
 Summarise = Callable[[str, int], Awaitable[str]]
 Embed = Callable[[Sequence[str]], Awaitable[np.ndarray]]
@@ -153,7 +156,12 @@ class Compressor:
         if not self.settings.enabled:
             return request, None
         started = time.perf_counter()
-        plan = await asyncio.to_thread(self._plan, request.messages)
+        try:
+            plan = await asyncio.to_thread(self._plan, request.messages)
+        except (OSError, RuntimeError) as exc:  # the model's vocabulary cannot be read: count by the estimate
+            log.warning("compression: %s; counting tokens by the estimate from now on", exc)
+            self.counter = EstimateCounter()
+            plan = await asyncio.to_thread(self._plan, request.messages)
         if plan is None:
             self._count("untouched")
             return request, None

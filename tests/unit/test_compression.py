@@ -93,3 +93,17 @@ def test_under_budget_and_disabled_leave_the_request_alone() -> None:
     assert asyncio.run(_compressor(enabled=False).compress(request)) == (request, None)
     short = ChatRequest(model="m", messages=[Message("user", "Why?")])
     assert asyncio.run(_compressor().compress(short)) == (short, None)
+
+
+def test_an_unreadable_vocabulary_falls_back_to_the_estimate(tmp_path) -> None:
+    s = Settings.model_validate(
+        {
+            "models": [{"name": "m", "path": str(tmp_path / "missing.gguf")}],
+            "frontier": {"compression": {"budget_tokens": 300, "min_tokens": 200, "chunk_tokens": 40}},
+        }
+    )
+    compressor = Compressor.build(s, "m", None)
+    doc = "".join(f"Paragraph {i} is about topic number {i} and nothing else at all.\n\n" for i in range(60))
+    out, report = asyncio.run(compressor.compress(ChatRequest(model="m", messages=[Message("user", doc + "Why?")])))
+    assert "tokens omitted" in out.messages[0].content
+    assert report is not None and report.tokenizer == "estimate" and report.tokens_after < report.tokens_before
