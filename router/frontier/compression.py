@@ -21,10 +21,12 @@ The answer says what was done: `x-router-compressed: BEFORE->AFTER tokens` and `
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,6 +45,7 @@ SUMMARY_INSTRUCTIONS = (
 )
 PER_MESSAGE = 4  # chat-template tokens around each message (SmolLM2's: <|im_start|>role\n … <|im_end|>\n)
 MARKER_TOKENS = 12  # what one "[… N tokens omitted …]" costs, charged per kept chunk (each may open a gap)
+CACHED_VECTORS = 8192  # chunk vectors kept (384 float32 each: 12 MiB)
 SUMMARY_INPUT_TOKENS = 1200  # a summarised run is read up to here: the local model's window is small
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,10 @@ class Compressor:
         self.embed = embed
         self.summarise = summarise
         self._metrics = _Metrics(metrics) if metrics is not None else None
+        # Chunk vectors by (tenant, text): the same document asked about again is not embedded again. Per tenant,
+        # so that not even the timing tells one tenant what another sent.
+        self.embedded_chunks = 0  # chunks embedded so far (the others came from the vectors kept)
+        self._vectors: OrderedDict[tuple[str | None, bytes], np.ndarray] = OrderedDict()
 
     @classmethod
     def build(
@@ -166,7 +173,7 @@ class Compressor:
             self._count("untouched")
             return request, None
         candidates = [c for d in plan.documents for c in d.chunks if not c.pinned]
-        scores, scorer = await self._scores(plan.query, [c.text for c in candidates])
+        scores, scorer = await self._scores(plan.query, [c.text for c in candidates], request.tenant)
         kept = _select(candidates, scores, plan.room)
         layouts = [_layout(d, kept) for d in plan.documents]
         gaps = [g for layout in layouts for g in layout if type(g) is list]
@@ -230,16 +237,26 @@ class Compressor:
         room = s.budget_tokens - (before - in_documents) - pinned
         return _Plan(documents, query[-4000:], room, before)
 
-    async def _scores(self, query: str, texts: list[str]) -> tuple[np.ndarray, str]:
+    async def _scores(self, query: str, texts: list[str], tenant: str | None = None) -> tuple[np.ndarray, str]:
         if not texts:
             return np.zeros(0, dtype=np.float32), "none"
         if self.embed is not None:
+            keys = [(tenant, hashlib.blake2b(t.encode(), digest_size=16).digest()) for t in texts]
+            todo = list(dict.fromkeys(i for i, k in enumerate(keys) if k not in self._vectors))
             try:
-                vectors = await self.embed([query, *texts])
+                vectors = await self.embed([query, *(texts[i] for i in todo)])
             except RouterError:  # the embedding model is loading or failed: rank by words rather than not at all
                 pass
             else:
-                return vectors[1:] @ vectors[0], "minilm"
+                for i, v in zip(todo, vectors[1:], strict=True):
+                    self._vectors[keys[i]] = v
+                chunks = np.stack([self._vectors[k] for k in keys])
+                for k in keys:
+                    self._vectors.move_to_end(k)
+                while len(self._vectors) > CACHED_VECTORS:
+                    self._vectors.popitem(last=False)
+                self.embedded_chunks += len(todo)
+                return chunks @ vectors[0], "minilm"
         return await asyncio.to_thread(_lexical, query, texts), "lexical"
 
     async def _summaries(self, gaps: list[list[Chunk]]) -> dict[int, str]:

@@ -107,3 +107,28 @@ def test_an_unreadable_vocabulary_falls_back_to_the_estimate(tmp_path) -> None:
     out, report = asyncio.run(compressor.compress(ChatRequest(model="m", messages=[Message("user", doc + "Why?")])))
     assert "tokens omitted" in out.messages[0].content
     assert report is not None and report.tokenizer == "estimate" and report.tokens_after < report.tokens_before
+
+
+@pytest.mark.model
+def test_chunk_vectors_are_reused_per_tenant_only() -> None:
+    from router.cache import EmbeddingService
+    from router.config import EmbeddingSettings
+
+    async def run() -> list[int]:
+        service = EmbeddingService(EmbeddingSettings())
+        await service.start()
+        compressor = _compressor()
+        compressor.embed_with(service)
+        doc = "".join(f"Paragraph {i} is about topic number {i} and nothing else.\n\n" for i in range(60))
+        seen = []
+        for tenant, question in (("a", "Why?"), ("a", "How?"), ("b", "Why?")):
+            request = ChatRequest(model="m", messages=[Message("user", doc + question)], tenant=tenant)
+            _, report = await compressor.compress(request)
+            assert report is not None and report.scorer == "minilm"
+            seen.append(compressor.embedded_chunks)
+        await service.aclose()
+        return seen
+
+    first, second, third = asyncio.run(run())
+    assert first > 10 and second == first  # tenant a's second question: its chunks were embedded already
+    assert third == 2 * first  # tenant b gets no vectors of tenant a's
