@@ -490,6 +490,7 @@ async def _engines_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PIPELINE] = Pipeline(
         app[SETTINGS], registry, app[POLICY], frontier, cache=app[CACHE], accounting=app[ACCOUNTING]
     )
+    app[PIPELINE].compressor.embed_with(app.get(EMBEDDINGS))
     # Load models in the background so /healthz answers at once and /readyz tells when they are ready.
     loading = asyncio.create_task(registry.start())
     await frontier.start()  # clients only: quick, and a provider that cannot start is reported, not fatal

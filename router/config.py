@@ -185,10 +185,34 @@ class AdvisorSettings(_Strict):
 
 
 class CompressionSettings(_Strict):
-    enabled: bool = Field(True, description="Shrink long frontier-bound requests with the local model first.")
-    max_prompt_tokens: int = Field(32000, gt=0, description="Estimated prompt tokens above which to compress.")
-    chunk_tokens: int = Field(1200, gt=0, description="Older text is summarised in chunks of about this size.")
-    summary_max_tokens: int = Field(200, gt=0, description="Longest summary of one chunk.")
+    """Extractive compression of long documents before a frontier call (router/frontier/compression.py)."""
+
+    enabled: bool = Field(True, description="Shorten long documents in frontier-bound requests first.")
+    budget_tokens: int = Field(
+        8000, gt=0, description="Prompt tokens (local model's tokenizer) above which to compress, and the target."
+    )
+    min_tokens: int = Field(1000, gt=0, description="A message shorter than this is never shortened.")
+    chunk_tokens: int = Field(200, ge=16, description="Documents are cut into chunks of about this many tokens.")
+    keep_first: int = Field(1, ge=0, description="Leading chunks of each document always kept (title, abstract).")
+    strategy: Literal["extractive", "extractive+summary"] = Field(
+        "extractive",
+        description="extractive: keep the chunks most similar to the question; extractive+summary: also replace "
+        "each omitted span by the local model's summary of it (off by default: see benchmarks/RESULTS.md).",
+    )
+    summary_max_tokens: int = Field(64, gt=0, description="extractive+summary: longest summary of one span.")
+
+    @model_validator(mode="after")
+    def _fits(self) -> CompressionSettings:
+        if self.chunk_tokens > self.min_tokens:
+            raise ValueError(f"chunk_tokens ({self.chunk_tokens}) must not exceed min_tokens ({self.min_tokens})")
+        if self.min_tokens > self.budget_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) must not exceed budget_tokens ({self.budget_tokens})")
+        if self.keep_first * self.chunk_tokens >= self.budget_tokens:
+            raise ValueError(
+                f"keep_first x chunk_tokens ({self.keep_first} x {self.chunk_tokens}) leaves no room in "
+                f"budget_tokens ({self.budget_tokens}) for the chunks that answer the question"
+            )
+        return self
 
 
 class FrontierSettings(_Strict):

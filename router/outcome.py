@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from router.accounting.budgets import Reservation
 from router.routing.policy import Decision
 from router.types import Chunk, Completion, Usage
+
+if TYPE_CHECKING:  # compression imports the engines' tokenizer; the outcome only names its report
+    from router.frontier.compression import Report
 
 
 @dataclass(slots=True)
@@ -47,7 +51,7 @@ class Outcome:
     escalated: str | None = None  # why a routed local answer went to the frontier: error | confidence | schema | …
     fallback: str | None = None  # what served instead of the decided target: "local" or another frontier model
     budget_exhausted: bool = False  # the frontier budget was spent: the local tier answered
-    compressed: tuple[int, int] | None = None  # prompt tokens before → after local compression
+    compressed: Report | None = None  # what local compression did (tokens before → after, chunks kept)
     attempts: int = 1  # frontier attempts (retries and fallbacks) before the first byte
     advisor: AdvisorReview | None = None
     cache: CacheStatus | None = None  # None: no cache configured

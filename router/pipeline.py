@@ -27,7 +27,7 @@ from router.config import Settings
 from router.engines.base import Engine
 from router.errors import InvalidRequest, PermissionDenied, RateLimited, RouterError, Timeout
 from router.frontier import advisor, escalation
-from router.frontier.compression import compress
+from router.frontier.compression import Compressor
 from router.frontier.tier import FrontierTier
 from router.outcome import AdvisorReview, CacheStatus, Outcome, prepend, replayed
 from router.registry import ModelRegistry
@@ -52,6 +52,8 @@ class Pipeline:
         self.escalation = settings.frontier.escalation
         self.cache = cache
         self.accounting = accounting
+        metrics = accounting.metrics.registry if accounting is not None else None
+        self.compressor = Compressor.build(settings, policy.local_default, self._summarise, metrics)
 
     async def chat(self, request: ChatRequest) -> Outcome:
         decision = self._permitted(request, self.policy.decide(request))
@@ -227,7 +229,7 @@ class Pipeline:
 
     async def _frontier(self, request: ChatRequest, decision: Decision, allow_local: bool = True) -> Outcome:
         model = decision.model or self.frontier.names[0]
-        request, compressed = await compress(request, self.settings.frontier.compression, self._summarise)
+        request, compressed = await self.compressor.compress(request)
         outcome = await self._frontier_call(request, decision, model, allow_local)
         outcome.compressed = compressed or None
         return outcome

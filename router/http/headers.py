@@ -10,7 +10,7 @@ def outcome_headers(outcome: Outcome) -> dict[str, str]:
     if outcome.escalated is not None:
         headers["x-router-escalated"] = outcome.escalated
     if outcome.compressed is not None:
-        headers["x-router-compressed"] = f"{outcome.compressed[0]}->{outcome.compressed[1]} tokens"
+        headers.update(outcome.compressed.headers())
     if outcome.fallback is not None:
         headers["x-router-fallback"] = outcome.fallback
     if outcome.attempts > 1:

@@ -26,6 +26,7 @@ from aiohttp import web
 from router.config import RerankSettings
 from router.engines.rerank import RerankService, Scores
 from router.errors import EngineError, InvalidRequest, NotFound, Overloaded, UpstreamError
+from router.http import local_services
 from router.http.errors import JSON
 from router.http.openai import parse_json
 from router.http.validate import opt_bool, opt_int, opt_str
@@ -173,5 +174,6 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def add_routes(app: web.Application) -> None:
+    local_services.register(app, "rerank", RERANK, "/v1/rerank")  # /v1/models, /readyz, /metrics
     app.cleanup_ctx.append(_rerank_ctx)
     app.router.add_post("/v1/rerank", rerank)

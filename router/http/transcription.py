@@ -24,6 +24,7 @@ from aiohttp import web
 from router.config import TranscriptionSettings
 from router.engines.whisper import Options, Transcript, TranscriptionService
 from router.errors import EngineError, InvalidRequest, NotFound, Overloaded, PayloadTooLarge, UpstreamError
+from router.http import local_services
 from router.http.errors import JSON
 
 TRANSCRIPTION = web.AppKey("transcription", TranscriptionService)
@@ -267,6 +268,7 @@ async def _transcription_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def add_routes(app: web.Application) -> None:
+    local_services.register(app, "transcription", TRANSCRIPTION, "/v1/audio/transcriptions")  # models, readyz, metrics
     app.cleanup_ctx.append(_transcription_ctx)
     # aiohttp's client_max_size does not bind a multipart reader: read_form enforces max_file_bytes itself.
     app.router.add_post("/v1/audio/transcriptions", transcriptions)

@@ -1,4 +1,4 @@
-"""Escalation, advisor and compression with the real local model and the fake frontier."""
+"""Escalation and advisor with the real local model and the fake frontier."""
 
 from __future__ import annotations
 
@@ -169,37 +169,3 @@ def test_advisor_over_the_anthropic_api(fake, tmp_path) -> None:
             text = "".join(s.text_stream)
             assert s.response.headers["x-router-advisor"] == "approved"
         assert text
-
-
-def test_long_context_is_compressed_before_the_frontier(fake, tmp_path) -> None:
-    extra = "  compression: {max_prompt_tokens: 120, chunk_tokens: 150, summary_max_tokens: 24}\n"
-    with start(fake, tmp_path, extra) as server:
-        fake.reset()
-        history = []
-        for i in range(6):
-            history.append(
-                {
-                    "role": "user",
-                    "content": f"Note {i}: the warehouse in city {i} ships {i * 7} crates "
-                    "every Tuesday and the manager is called Alex. " * 2,
-                }
-            )
-            history.append({"role": "assistant", "content": f"Noted fact {i}."})
-        latest = "Given all that, plan next quarter's shipping schedule."
-        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0, timeout=120)
-        raw = client.chat.completions.with_raw_response.create(
-            model="frontier",
-            max_tokens=20,
-            messages=[
-                {"role": "system", "content": "You are a logistics planner."},
-                *history,
-                {"role": "user", "content": latest},
-            ],
-        )
-        before, after = raw.headers["x-router-compressed"].removesuffix(" tokens").split("->")
-        assert int(after) < int(before)
-        sent = fake.requests[-1].body
-        assert sent["system"] == "You are a logistics planner."
-        texts = [b["text"] for m in sent["messages"] for b in m["content"]]
-        assert texts[0].startswith("Summary of the earlier conversation:")
-        assert texts[-1] == latest  # the latest user turn verbatim

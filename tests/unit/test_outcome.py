@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from router.frontier.compression import Report
 from router.http.headers import outcome_headers
 from router.outcome import AdvisorReview, CacheStatus, Outcome
 from router.routing.policy import Decision
@@ -34,13 +35,15 @@ def test_plain_outcome_renders_the_decision_only() -> None:
 
 
 def test_events_render_to_their_headers() -> None:
+    report = Report(900, 300, 2, 6, "extractive", "smollm2", "minilm", 0.01)
     h = outcome_headers(
-        _outcome(escalated="confidence", fallback="local", attempts=3, compressed=(900, 300), budget_exhausted=True)
+        _outcome(escalated="confidence", fallback="local", attempts=3, compressed=report, budget_exhausted=True)
     )
     assert h["x-router-escalated"] == "confidence"
     assert h["x-router-fallback"] == "local"
     assert h["x-router-attempts"] == "3"
     assert h["x-router-compressed"] == "900->300 tokens"
+    assert h["x-router-compression"].startswith("extractive; chunks 2/6")
     assert h["x-router-budget"] == "exhausted"
 
 
