@@ -38,7 +38,7 @@ from router.errors import (
     Timeout,
 )
 from router.frontier.tier import FrontierTier
-from router.http import dashboard, debug, rerank, sse, transcription
+from router.http import dashboard, debug, local_services, rerank, sse, transcription
 from router.http.anthropic import parse_messages_request
 from router.http.cache_feedback import cache_feedback
 from router.http.count_tokens import count_tokens, stream_input_tokens
@@ -154,8 +154,10 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready when every engine is serving *now* (a crashed worker that is restarting is not), and the cache is."""
     registry = request.app[REGISTRY]
     failures = dict(registry.failures)
-    models = registry.status()
-    ready = registry.ready and request.app[CACHE].ready
+    services, service_failures, services_ready = local_services.readiness(request.app)
+    models = {**registry.status(), **services}
+    failures.update(service_failures)
+    ready = registry.ready and request.app[CACHE].ready and services_ready
     embeddings = request.app.get(EMBEDDINGS)
     if embeddings is not None:
         ready = ready and embeddings.ready
@@ -183,6 +185,7 @@ async def list_models(request: web.Request) -> web.Response:
     if EMBEDDINGS in request.app:
         name = request.app[EMBEDDINGS].name
         data.append({"id": name, "object": "model", "created": created, "owned_by": "hybrid-router"})
+    data += local_services.model_entries(request.app, created)
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
 
 

@@ -174,6 +174,5 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def add_routes(app: web.Application) -> None:
-    local_services.register(app, "rerank", RERANK, "/v1/rerank")  # /v1/models, /readyz, /metrics
     app.cleanup_ctx.append(_rerank_ctx)
-    app.router.add_post("/v1/rerank", rerank)
+    local_services.register(app, "rerank", RERANK, "/v1/rerank", rerank)  # counted; in /v1/models and /readyz

@@ -268,7 +268,6 @@ async def _transcription_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def add_routes(app: web.Application) -> None:
-    local_services.register(app, "transcription", TRANSCRIPTION, "/v1/audio/transcriptions")  # models, readyz, metrics
     app.cleanup_ctx.append(_transcription_ctx)
     # aiohttp's client_max_size does not bind a multipart reader: read_form enforces max_file_bytes itself.
-    app.router.add_post("/v1/audio/transcriptions", transcriptions)
+    local_services.register(app, "transcription", TRANSCRIPTION, "/v1/audio/transcriptions", transcriptions)
