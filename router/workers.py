@@ -11,13 +11,15 @@ limits and the cache across workers (docs/scale-out.md), and scrape each worker 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Callable
 
 from router.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def _free_port(host: str) -> int:
@@ -55,6 +57,6 @@ def serve_workers(settings: Settings, run: Callable[[Settings], int]) -> int:
         _, code = os.waitpid(child, 0)
         code = os.waitstatus_to_exitcode(code)
         if code not in (0, -signal.SIGINT, -signal.SIGTERM):
-            print(f"hybrid-router: worker {child} exited with {code}", file=sys.stderr, flush=True)
+            log.error("worker %d exited with %d", child, code)
             status = status or 1
     return status

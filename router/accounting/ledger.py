@@ -46,6 +46,23 @@ class Entry:
     route_rule: str = ""  # the rule that decided
 
 
+# The per-task usage figures: the SQL `usage()` query's columns after `task`, and the shared ledger's daily totals.
+USAGE_METRICS = (
+    "requests",
+    "local",
+    "frontier",
+    "advisor",
+    "cache_hits",
+    "escalations",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "local_cost_usd",
+    "counterfactual_usd",
+    "saved_usd",
+    "advisor_frontier_tokens",
+    "advisor_from_scratch_tokens",
+)
 COLUMNS = [f.name for f in fields(Entry)]
 _TYPES = {"int": "INTEGER", "float": "REAL", "str": "TEXT"}  # annotations are strings (future annotations)
 _SCHEMA = f"CREATE TABLE IF NOT EXISTS requests ({', '.join(f'{f.name} {_TYPES[str(f.type)]}' for f in fields(Entry))})"
@@ -190,23 +207,7 @@ class Ledger:
             "SUM(advisor_frontier_tokens), SUM(advisor_from_scratch_tokens) "
             f"FROM requests WHERE {' AND '.join(where)} GROUP BY task ORDER BY task"
         )
-        keys = (
-            "task",
-            "requests",
-            "local",
-            "frontier",
-            "advisor",
-            "cache_hits",
-            "escalations",
-            "prompt_tokens",
-            "completion_tokens",
-            "cost_usd",
-            "local_cost_usd",
-            "counterfactual_usd",
-            "saved_usd",
-            "advisor_frontier_tokens",
-            "advisor_from_scratch_tokens",
-        )
+        keys = ("task", *USAGE_METRICS)
         conn = self._connect()
         try:
             return [dict(zip(keys, row, strict=True)) for row in conn.execute(sql, args)]

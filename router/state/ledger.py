@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from router.accounting.ledger import COLUMNS, Entry
+from router.accounting.ledger import COLUMNS, USAGE_METRICS, Entry
 from router.errors import InvalidRequest
 from router.state.health import StateHealth, StateUnavailable
 
@@ -38,22 +38,7 @@ log = logging.getLogger(__name__)
 NANO = 1_000_000_000
 DAY = 86400
 BATCH = 256
-METRICS = (
-    "requests",
-    "local",
-    "frontier",
-    "advisor",
-    "cache_hits",
-    "escalations",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "local_cost_usd",
-    "counterfactual_usd",
-    "saved_usd",
-    "advisor_frontier_tokens",
-    "advisor_from_scratch_tokens",
-)
+METRICS = USAGE_METRICS
 USD = {"cost_usd", "local_cost_usd", "counterfactual_usd", "saved_usd"}
 
 # KEYS: stream, batch marker, then (day hash, day tenants set) per row.
