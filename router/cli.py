@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from router import __version__
 from router.config import ConfigError, Settings, load_settings
@@ -272,25 +272,24 @@ async def _serve(settings: Settings) -> int:
 
     server = Server(settings)
     for line in _loading(settings):
-        print(line, file=sys.stderr, flush=True)
+        _say(line, sys.stderr)
     started = time.monotonic()
     try:
         await server.start()
     except OSError as exc:
-        print(f"hybrid-router: cannot listen on {settings.server.host}:{settings.server.port}: {exc}", file=sys.stderr)
+        _say(f"hybrid-router: cannot listen on {settings.server.host}:{settings.server.port}: {exc}", sys.stderr)
         return 1
     for name, why in server.failures.items():
-        print(f"hybrid-router: model {name} failed to start: {why}", file=sys.stderr)
-    print(f"hybrid-router {__version__} serving on {server.base_url}  ·  {_describe_models(server)}", flush=True)
+        _say(f"hybrid-router: model {name} failed to start: {why}", sys.stderr)
+    _say(f"hybrid-router {__version__} serving on {server.base_url}  ·  {_describe_models(server)}", sys.stdout)
     url = server.base_url
-    print(
+    _say(
         f"hybrid-router: ready in {time.monotonic() - started:.1f} s\n"
         f"  API        {url}/v1  (OpenAI /v1/chat/completions, Anthropic /v1/messages, /v1/embeddings)\n"
         f"  dashboard  {url}/dashboard\n"
         f"  metrics    {url}/metrics{'' if settings.auth.metrics_public else '  (admin key or scrape token)'}\n"
         f"  health     {url}/readyz",
-        file=sys.stderr,
-        flush=True,
+        sys.stderr,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -299,6 +298,13 @@ async def _serve(settings: Settings) -> int:
     await stop.wait()
     await server.stop()
     return 0
+
+
+def _say(text: str, stream: TextIO) -> None:
+    """Write `text` and its newline in one write: `print` makes two, and `--workers` processes share the stream
+    (with PYTHONUNBUFFERED each write is a syscall, so two workers' lines would interleave)."""
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def _loading(settings: Settings) -> list[str]:

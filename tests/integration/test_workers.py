@@ -52,8 +52,13 @@ accounting: {{ledger_path: ""}}
     try:
         _wait(f"http://127.0.0.1:{mock_port}/v1/models")
         argv = [sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--port", "0", "--workers", "2"]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        urls = {re.search(r"serving on (\S+)", proc.stdout.readline()).group(1) for _ in range(2)}  # type: ignore
+        errors = (tmp_path / "stderr").open("w")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True)
+        # One whole line per worker: two workers writing one stream must not interleave their lines.
+        lines = [proc.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]
+        found = [re.fullmatch(r"hybrid-router \S+ serving on (\S+) .*\n", line) for line in lines]
+        assert all(found), (lines, (tmp_path / "stderr").read_text())
+        urls = {m.group(1) for m in found if m}
         assert len(urls) == 1, urls  # both workers on the same address
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) == 2
