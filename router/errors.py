@@ -1,7 +1,9 @@
 """The router's exception tree, in one place.
 
-Inside the router, failures are exceptions of these classes. At the HTTP boundary each becomes a value: a status
-code and an error body in the caller's wire format (see `router/http/errors.py`).
+Inside the router, failures are exceptions of these classes. They say what went wrong (the class), whose fault it
+is (`client_fault`), whether trying again may help (`retryable`, `retry_after`) and a stable `code`; they know
+nothing of HTTP. At the HTTP boundary each becomes a value: a status code and an error body in the caller's wire
+format, mapped in one table in `router/http/errors.py` (the statuses in this tree are that table's).
 
     RouterError
     ├── InvalidRequest       400  the request is malformed or asks for something impossible
@@ -14,7 +16,7 @@ code and an error body in the caller's wire format (see `router/http/errors.py`)
     ├── Overloaded           503 / Anthropic 529  (retry_after)
     │   └── EngineUnavailable     a local engine is down (crashed, restarting); retry_after: the next attempt
     ├── Unavailable          503  the decided tier is not configured (e.g. no frontier model)
-    ├── UpstreamError        502  a frontier or external engine failed (status, type kept)
+    ├── UpstreamError        502  a frontier or external engine failed
     │   └── CircuitOpen      503  a frontier model's breaker is open (retry_after: until its probe)
     ├── EngineError          500  a local engine failed (never caused by input)
     └── Timeout              504  the request's deadline passed
@@ -24,10 +26,10 @@ from __future__ import annotations
 
 
 class RouterError(Exception):
-    status: int = 500
-    type: str = "server_error"
+    type: str = "server_error"  # the error's category, in the vocabulary both wire formats share
     code: str | None = None
     retryable: bool = False  # a retry (or another provider) may succeed: overload, rate limit, 5xx, timeout
+    client_fault: bool = False  # the request itself is wrong: sending it again, anywhere, fails the same way
 
     def __init__(
         self,
@@ -48,47 +50,45 @@ class RouterError(Exception):
 
 
 class InvalidRequest(RouterError):
-    status = 400
     type = "invalid_request_error"
+    client_fault = True
 
 
 class AuthenticationError(RouterError):
-    status = 401
     type = "authentication_error"
     code = "invalid_api_key"
+    client_fault = True
 
 
 class PermissionDenied(RouterError):
-    status = 403
     type = "permission_error"
+    client_fault = True
 
 
 class NotFound(RouterError):
-    status = 404
     type = "not_found_error"
+    client_fault = True
 
 
 class MethodNotAllowed(RouterError):
-    status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+    client_fault = True
 
 
 class PayloadTooLarge(RouterError):
-    status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+    client_fault = True
 
 
 class RateLimited(RouterError):
-    status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
     retryable = True
 
 
 class Overloaded(RouterError):
-    status = 503
     type = "overloaded_error"
     code = "overloaded"
     retryable = True
@@ -99,31 +99,26 @@ class EngineUnavailable(Overloaded):
 
 
 class Unavailable(RouterError):
-    status = 503
     type = "api_error"
     code = "tier_unavailable"
 
 
 class UpstreamError(RouterError):
-    status = 502
     type = "api_error"
     code = "upstream_error"
     retryable = True
 
 
 class CircuitOpen(UpstreamError):
-    status = 503
     code = "circuit_open"
 
 
 class EngineError(RouterError):
-    status = 500
     type = "server_error"
     code = "engine_error"
 
 
 class Timeout(RouterError):
-    status = 504
     type = "timeout_error"
     code = "timeout"
     retryable = True

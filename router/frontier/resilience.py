@@ -45,7 +45,7 @@ def classify(exc: RouterError) -> Failure:
     if isinstance(exc, (RateLimited, Overloaded)):
         return "throttle"
     if not exc.retryable:
-        return "request" if exc.status < 500 else "refused"
+        return "request" if exc.client_fault else "refused"
     return "unhealthy"
 
 

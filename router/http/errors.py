@@ -7,20 +7,62 @@ import math
 import orjson
 from aiohttp import web
 
-from router.errors import Overloaded, RouterError
+from router.errors import (
+    AuthenticationError,
+    CircuitOpen,
+    EngineError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    RouterError,
+    Timeout,
+    Unavailable,
+    UpstreamError,
+)
 
 JSON = "application/json"
+
+# The one place a domain error becomes an HTTP status. Looked up along the class's MRO, so a subclass without its
+# own row (EngineUnavailable) answers as its parent (Overloaded) and CircuitOpen overrides UpstreamError.
+_STATUS: dict[type[RouterError], int] = {
+    InvalidRequest: 400,
+    AuthenticationError: 401,
+    PermissionDenied: 403,
+    NotFound: 404,
+    MethodNotAllowed: 405,
+    PayloadTooLarge: 413,
+    RateLimited: 429,
+    Overloaded: 503,
+    Unavailable: 503,
+    UpstreamError: 502,
+    CircuitOpen: 503,
+    EngineError: 500,
+    Timeout: 504,
+    RouterError: 500,
+}
+
+
+def http_status(exc: RouterError, api: str = "openai") -> int:
+    """The status `exc` answers with in `api`'s wire format."""
+    if api == "anthropic" and isinstance(exc, Overloaded):
+        return 529  # Anthropic signals an overloaded service with its own 529
+    for cls in type(exc).__mro__:
+        status = _STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
 
 
 def error_response(exc: RouterError, api: str = "openai") -> web.Response:
     headers = dict(exc.headers)
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    status = exc.status
+    status = http_status(exc, api)
     if api == "anthropic":
-        # Anthropic signals an overloaded service with its own 529.
-        if isinstance(exc, Overloaded):
-            status = 529
         body = {"type": "error", "error": {"type": anthropic_type(exc), "message": exc.message}}
     else:
         body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
@@ -37,7 +79,7 @@ def anthropic_type(exc: RouterError) -> str:
         429: "rate_limit_error",
         503: "overloaded_error",
         504: "timeout_error",
-    }.get(exc.status, "api_error")
+    }.get(http_status(exc), "api_error")
 
 
 def api_of(path: str) -> str:

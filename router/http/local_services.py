@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from router.errors import RouterError
+from router.http.errors import http_status
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -110,7 +111,7 @@ async def _counted(request: web.Request, handler: Handler, entry: _Entry) -> web
         tier, status = response.headers.get("x-router-tier", "local"), response.status
         return response
     except RouterError as exc:
-        status = exc.status
+        status = http_status(exc)
         raise
     except web.HTTPException as exc:
         status = exc.status

@@ -21,7 +21,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from router.errors import InvalidRequest, PayloadTooLarge, RouterError
-from router.http.errors import JSON, anthropic_type, api_of, error_response
+from router.http.errors import JSON, anthropic_type, api_of, error_response, http_status
 
 log = logging.getLogger("router.http")
 
@@ -48,7 +48,7 @@ class _ApiErrorHandler(RequestHandler):
             body = orjson.loads(response.body)  # type: ignore[arg-type]
             body["type"] = "error"
             body["error"]["type"] = anthropic_type(error)
-            response = web.Response(status=error.status, body=orjson.dumps(body), content_type=JSON)
+            response = web.Response(status=http_status(error), body=orjson.dumps(body), content_type=JSON)
         response.force_close()
         return response
 
