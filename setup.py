@@ -9,7 +9,12 @@ if os.environ.get("ROUTER_NO_EXTENSIONS") != "1":
     from Cython.Build import cythonize
 
     # -ffp-contract=off: no fused multiply-add, so the scorer's floats equal its pure-Python twin's bit for bit.
-    extension = Extension("router._fastpath", ["router/_fastpath.pyx"], extra_compile_args=["-O3", "-ffp-contract=off"])
+    extension = Extension(
+        "router._fastpath",
+        ["router/_fastpath.pyx"],
+        depends=["router/_fastpath_learned.pxi"],
+        extra_compile_args=["-O3", "-ffp-contract=off"],
+    )
     ext_modules = cythonize(
         [extension],
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
