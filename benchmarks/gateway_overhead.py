@@ -457,6 +457,16 @@ def verdict(summary: dict[str, Any], mode: str) -> list[str]:
         lines.append(
             f"added p50 LiteLLM / router ({mode}): {ratio:.1f}x (target ≥ 10x): {'MET' if ratio >= 10 else 'MISSED'}"
         )
+    floor = summary.get("floor")
+    if floor is not None and floor["cpu_per_request_us_saturated"] and router["cpu_per_request_us_saturated"]:
+        r_cpu, f_cpu = router["cpu_per_request_us_saturated"], floor["cpu_per_request_us_saturated"]
+        lines.append(
+            f"CPU/request: router {r_cpu:.0f} µs, the stack's floor {f_cpu:.0f} µs (ratio {r_cpu / f_cpu:.2f}): "
+            f"the router's own work {r_cpu - f_cpu:.0f} µs; target ≤ 150 µs in all: "
+            f"{'MET' if r_cpu <= 150 else 'MISSED'}{' (the floor alone misses it)' if f_cpu > 150 else ''}"
+        )
+        f50, r50 = floor["c1"][mode]["added_p50_ms"], router["c1"][mode]["added_p50_ms"]
+        lines.append(f"added p50 at c=1 ({mode}): router {r50:.3f} ms, floor {f50:.3f} ms (target ≤ 0.4 ms)")
     rps = router["requests_per_core_second"]
     if rps:
         lines.append(
@@ -575,6 +585,15 @@ async def amain(args: argparse.Namespace, out_dir: Path, work: Path, litellm_bin
             procs.append(router)
             await wait_ready(session, f"http://127.0.0.1:{router_port}/readyz", router, 60)
             gateways.append(Gateway("router", f"http://127.0.0.1:{router_port}/v1", router))
+            if args.floor:  # the stack's floor: aiohttp server + client relaying JSON, no router code at all
+                floor_port = free_port()
+                upstream = f"http://127.0.0.1:{mock_port}/v1"
+                script = str(Path(__file__).with_name("floor_proxy.py"))
+                argv = [sys.executable, script, "--port", str(floor_port), "--upstream", upstream]
+                floor = spawn("floor", argv, work)
+                procs.append(floor)
+                await wait_ready(session, f"http://127.0.0.1:{floor_port}/readyz", floor, 30)
+                gateways.append(Gateway("floor", f"http://127.0.0.1:{floor_port}/v1", floor))
             if args.baseline_tree:  # an older tree of the router, measured in the same run (before/after)
                 base_port = free_port()
                 router_config(work / "baseline.yaml", base_port, mock_port, None)
@@ -660,6 +679,7 @@ def main() -> int:
     p.add_argument("--router-ledger", action="store_true", help="keep the router's SQLite cost ledger on")
     p.add_argument("--profile", action="store_true", help="py-spy the router even if the targets are met")
     p.add_argument("--profile-seconds", type=float, default=8.0)
+    p.add_argument("--floor", action="store_true", help="also measure benchmarks/floor_proxy.py: the stack's floor")
     p.add_argument("--baseline-tree", help="a checkout of an older router, measured as 'baseline' in the same run")
     p.add_argument("--router-workers", type=int, default=1, help="also measure `serve --workers N` (N > 1)")
     p.add_argument("--out", help="output directory (default benchmarks/out/overhead-<UTC time>)")
