@@ -583,11 +583,23 @@ class Settings(_Strict):
         unknown = sorted(set(self.cache.thresholds) - known)
         if unknown:
             raise ValueError(f"cache.thresholds: {unknown} are neither routing rules nor tasks")
+        if self.rerank.enabled and self.rerank.engine == "embedding" and not self.embeddings.enabled:
+            asked = {"enabled", "engine", "fallback_url"} & self.rerank.model_fields_set
+            if asked:  # the operator asked for this rerank; by default it just follows the embedding model
+                raise ValueError(
+                    "rerank.engine embedding needs embeddings.enabled: true "
+                    "(or rerank.enabled: false, or rerank.engine: cross-encoder)"
+                )
         return self
 
     @property
     def local_model(self) -> str:
         return self.default_model or self.models[0].name
+
+    @property
+    def rerank_served(self) -> bool:
+        """/v1/rerank is served: enabled, and its engine loaded (the default embedding engine follows embeddings)."""
+        return self.rerank.enabled and (self.rerank.engine != "embedding" or self.embeddings.enabled)
 
 
 # Reading the file and the environment: router/config_load.py (re-exported here, where every caller looks).

@@ -137,7 +137,10 @@ async def rerank(request: web.Request) -> web.Response:
     app = request.app
     service = app.get(RERANK)
     if service is None:
-        raise NotFound("reranking is disabled on this server (rerank.enabled: false)", code="unknown_url")
+        raise NotFound(
+            "reranking is disabled on this server (rerank.enabled: false, or embeddings.enabled: false)",
+            code="unknown_url",
+        )
     parsed = parse_rerank_request(parse_json(await request.read()), service.settings)
     headers = {"x-router-tier": "frontier" if parsed.remote else "local"}
     if parsed.remote:
@@ -160,7 +163,7 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
     from router.app import EMBEDDINGS, SETTINGS  # the app's keys (imported here: app.py imports this module)
 
     settings = app[SETTINGS].rerank
-    if not settings.enabled:
+    if not app[SETTINGS].rerank_served:
         yield
         return
     service = app[RERANK] = RerankService(settings, app.get(EMBEDDINGS))

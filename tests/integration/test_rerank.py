@@ -143,6 +143,21 @@ def test_without_a_fallback_a_model_that_cannot_load_is_a_clear_500(tmp_path: Pa
         assert "missing.onnx" in r.json()["error"]["message"]
 
 
+def test_without_embeddings_the_default_rerank_is_off_and_the_server_is_ready() -> None:
+    # The default rerank engine is the embedding model: with embeddings off it is simply not served, and it
+    # must not make /readyz fail (it did: a gateway run without the cache and embeddings never became ready).
+    settings = Settings(embeddings={"enabled": False}, cache={"enabled": False})
+    assert not settings.rerank_served
+    with running(settings) as server, JsonClient(server.base_url) as http:
+        wait_ready(server.base_url)
+        readyz = http.get("/readyz")
+        assert readyz.status_code == 200, readyz.text
+        assert settings.rerank.name not in readyz.json().get("models", {})
+        assert settings.rerank.name not in {m["id"] for m in http.get("/v1/models").json()["data"]}
+        r = http.post("/v1/rerank", json={"query": QUERY, "documents": DOCS})
+        assert r.status_code == 404 and "embeddings.enabled: false" in r.json()["error"]["message"]
+
+
 CROSS_ENCODER = os.environ.get("HYBRID_ROUTER_TEST_CROSS_ENCODER")
 
 

@@ -31,9 +31,13 @@ class JsonClient:
         import json as _json
 
         data = content if content is not None else _json.dumps(json).encode()
-        request = urllib.request.Request(
-            self.base_url + path, data=data, headers={"content-type": "application/json", **(headers or {})}
-        )
+        headers = {"content-type": "application/json", **(headers or {})}
+        return self._send(urllib.request.Request(self.base_url + path, data=data, headers=headers))
+
+    def get(self, path: str) -> Reply:
+        return self._send(urllib.request.Request(self.base_url + path))
+
+    def _send(self, request: urllib.request.Request) -> Reply:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                 return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())

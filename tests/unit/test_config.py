@@ -101,3 +101,13 @@ def test_example_config_is_valid_and_documents_every_option() -> None:
     ):
         for field in model.model_fields:
             assert f"{field}:" in text, f"{model.__name__}.{field} is not documented in {example.name}"
+
+
+def test_rerank_on_the_embedding_model_follows_embeddings_unless_asked_for() -> None:
+    assert Settings().rerank_served
+    assert not Settings(embeddings={"enabled": False}).rerank_served  # by default it just follows
+    cross = Settings(embeddings={"enabled": False}, rerank={"engine": "cross-encoder", "path": "/m.onnx"})
+    assert cross.rerank_served  # a cross-encoder does not need the embedding model
+    for asked in ({"enabled": True}, {"engine": "embedding"}, {"fallback_url": "http://x", "fallback_model": "r"}):
+        with pytest.raises(ValueError, match=r"rerank\.engine embedding needs embeddings\.enabled: true"):
+            Settings(embeddings={"enabled": False}, rerank=asked)
