@@ -583,13 +583,12 @@ class Settings(_Strict):
         unknown = sorted(set(self.cache.thresholds) - known)
         if unknown:
             raise ValueError(f"cache.thresholds: {unknown} are neither routing rules nor tasks")
-        if self.rerank.enabled and self.rerank.engine == "embedding" and not self.embeddings.enabled:
-            asked = {"enabled", "engine", "fallback_url"} & self.rerank.model_fields_set
-            if asked:  # the operator asked for this rerank; by default it just follows the embedding model
-                raise ValueError(
-                    "rerank.engine embedding needs embeddings.enabled: true "
-                    "(or rerank.enabled: false, or rerank.engine: cross-encoder)"
-                )
+        asked = {"enabled", "engine", "fallback_url"} & self.rerank.model_fields_set
+        if self.rerank.enabled and not self.rerank_served and asked:  # unasked, it just follows the embeddings
+            raise ValueError(
+                "rerank.engine embedding needs embeddings.enabled: true "
+                "(or rerank.enabled: false, or rerank.engine: cross-encoder)"
+            )
         return self
 
     @property
